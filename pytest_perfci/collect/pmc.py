@@ -1,0 +1,59 @@
+"""Run the two PMC readers on a host: `perf stat` and our perf_event_open probe.
+
+Both count one workload process from exec to exit (enable_on_exec on a forked child, children
+inherited), user mode only, so their instruction counts measure the same thing and can be held to
+a tight tolerance.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from importlib import resources
+
+from pytest_perfci.checks.perf_stat import PerfStat, parse_perf_stat
+from pytest_perfci.checks.pmc_probe import ProbeReport, parse_probe_output, probe_command
+from pytest_perfci.hosts.base import Host
+from pytest_perfci.hosts.result import Result
+
+# A user-space loop whose retired-instruction count barely moves from run to run (no I/O, no
+# allocation growth, no hash randomisation) and that every Linux image has: awk. About 0.2 s.
+WORKLOAD: tuple[str, ...] = ("awk", "BEGIN { s = 0; for (i = 0; i < 2000000; i++) s += i % 7; print s }")
+
+
+def perf_stat_shell(events: Sequence[str], workload: Sequence[str], repeat: int = 1) -> str:
+    """perf stat with counters on stdout (--log-fd 3) and the workload's own output moved to stderr."""
+    cmd = ["perf", "stat", "-x,", "--log-fd", "3", "-e", ",".join(events)]
+    if repeat > 1:
+        cmd += ["-r", str(repeat)]
+    return shlex.join([*cmd, "--", *workload]) + " 3>&1 1>&2"
+
+
+def run_perf_stat(
+    host: Host, events: Sequence[str], workload: Sequence[str] = WORKLOAD, repeat: int = 1, timeout: float = 120
+) -> tuple[PerfStat, Result]:
+    result = host.run(perf_stat_shell(events, workload, repeat), timeout=timeout, check=False)
+    return parse_perf_stat(result.stdout, sep=","), result
+
+
+def install_probe(host: Host) -> str:
+    """Copy the stdlib-only probe to a private temp dir on the host; returns its remote path."""
+    remote_dir = host.run("mktemp -d /tmp/perfci-probe.XXXXXX", timeout=30).stdout.strip()
+    source = resources.files("pytest_perfci.probes").joinpath("pmc_reader.py")
+    with resources.as_file(source) as local_path:
+        host.put(local_path, f"{remote_dir}/pmc_reader.py")
+    return f"{remote_dir}/pmc_reader.py"
+
+
+def run_probe(
+    host: Host,
+    remote_path: str,
+    events: Sequence[str],
+    workload: Sequence[str] = WORKLOAD,
+    repeat: int = 1,
+    user_only: bool = True,
+    timeout: float = 120,
+) -> tuple[ProbeReport, Result]:
+    argv = probe_command("python3", remote_path, list(events), list(workload), user_only=user_only, repeat=repeat)
+    result = host.run(argv, timeout=timeout, check=False)
+    return parse_probe_output(result.stdout), result

@@ -1,0 +1,204 @@
+"""pytest hooks only: options, markers, target parametrisation, fixtures and the terminal summary.
+
+Everything with logic lives elsewhere (settings, markers, session, checks) so this file reads as the
+list of places where perfci meets pytest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from pytest_perfci import markers
+from pytest_perfci.hosts.base import Host
+from pytest_perfci.settings import (
+    IMPLEMENTED_PROVIDERS,
+    Settings,
+    SettingsError,
+    load_settings,
+    read_pyproject_table,
+)
+from pytest_perfci.summary import CapabilityRecord, render_capabilities, write_capabilities
+
+SETTINGS_KEY = pytest.StashKey[Settings]()
+SESSION_KEY = pytest.StashKey["ProviderSession"]()
+USER_PROPERTY = "perfci_capability"
+
+# (option, dest, kwargs) for the "perfci" group; dest names are the Settings field names.
+_OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
+    ("--provider", "provider", {"metavar": "NAME", "help": "where hosts come from: local (default), inventory, "
+                                "ec2 (default when --instance-type is given), kops"}),
+    ("--instance-type", "instance_type", {"action": "append", "metavar": "TYPE[,TYPE]",
+                                          "help": "EC2 instance type(s) to check; repeatable and comma-separated"}),
+    ("--region", "region", {"metavar": "REGION", "help": "AWS region, e.g. us-east-1"}),
+    ("--perfci-run-id", "run_id", {"metavar": "ID", "help": "id tagged on every created resource "
+                                   "(default: generated, perfci-YYYYmmdd-HHMMSS-xxxxxx)"}),
+    ("--perfci-keep", "keep", {"action": "store_true", "default": None,
+                               "help": "do not tear down; print how to reach and later reap what was kept"}),
+    ("--perfci-results", "results", {"metavar": "DIR", "help": "directory for results (default perfci-results)"}),
+]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("perfci", "perfci: provision machines and check what their hardware gives")
+    for flag, dest, kwargs in _OPTIONS:
+        group.addoption(flag, dest=f"perfci_{dest}", **kwargs)
+        parser.addini(f"perfci_{dest}", f"default for {flag} (CLI > PERFCI_{dest.upper()} > this)", default=None)
+
+
+def _ini_values(config: pytest.Config) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for _, dest, _ in _OPTIONS:
+        value = config.getini(f"perfci_{dest}")
+        if value not in (None, "", []):
+            values[dest] = value
+    values.update(read_pyproject_table(config.rootpath))
+    return values
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for doc in markers.MARKERS.values():
+        config.addinivalue_line("markers", doc)
+    cli = {dest: config.getoption(f"perfci_{dest}") for _, dest, _ in _OPTIONS}
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and "perfci_run_id" in workerinput:
+        cli["run_id"] = workerinput["perfci_run_id"]  # xdist workers share the controller's run id
+    try:
+        settings = load_settings(cli, _ini_values(config))
+    except SettingsError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    provider = settings.effective_provider
+    if provider not in IMPLEMENTED_PROVIDERS:
+        raise pytest.UsageError(
+            f"--provider={provider}: not available in this version of pytest-perfci; "
+            f"available: {', '.join(IMPLEMENTED_PROVIDERS)}"
+        )
+    from pytest_perfci.session import ProviderSession
+
+    config.stash[SETTINGS_KEY] = settings
+    config.stash[SESSION_KEY] = ProviderSession(settings)
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(CapabilityCollector(settings), "perfci-capabilities")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: hand every worker the controller's run id so all resources carry one id."""
+    node.workerinput["perfci_run_id"] = node.config.stash[SETTINGS_KEY].run_id
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None:
+        session.close()  # backstop: normally the session fixture already released everything
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            markers.validate(item.iter_markers(), item.nodeid)
+        except markers.MarkerError as exc:
+            raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One test id per target, named for it: test_cpi_count[local], test_cpi_count[m7i.metal-24xl]."""
+    if "host" in metafunc.fixturenames:
+        targets = metafunc.config.stash[SESSION_KEY].targets
+        names = [t.name for t in targets]
+        metafunc.parametrize("host", names, ids=names, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def perfci_settings(pytestconfig: pytest.Config) -> Settings:
+    return pytestconfig.stash[SETTINGS_KEY]
+
+
+@pytest.fixture(scope="session")
+def perfci_provider(pytestconfig: pytest.Config) -> Iterator[Any]:
+    """The session's provider; its teardown releases every host, whatever happened in between."""
+    session = pytestconfig.stash[SESSION_KEY]
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+@pytest.fixture(scope="session")
+def host(request: pytest.FixtureRequest, perfci_provider: Any) -> Host:
+    """The target of this test id (one per target); brought up on first use and shared by the session."""
+    name = getattr(request, "param", None) or perfci_provider.targets[0].name
+    return perfci_provider.host(name)
+
+
+@pytest.fixture(scope="session")
+def hosts(perfci_provider: Any) -> list[Host]:
+    """Every target of the run, for tests that compare machines."""
+    return [perfci_provider.host(t.name) for t in perfci_provider.targets]
+
+
+def _target_name(request: pytest.FixtureRequest) -> str | None:
+    callspec = getattr(request.node, "callspec", None)
+    return callspec.params.get("host") if callspec is not None else None
+
+
+@pytest.fixture(autouse=True)
+def _perfci_marker_gate(request: pytest.FixtureRequest) -> None:
+    """Skip, with a reason naming the target, a test whose perfci markers exclude it."""
+    marks = [m for m in request.node.iter_markers() if m.name in markers.MARKERS]
+    name = _target_name(request)
+    if not marks or name is None:
+        return
+    session = request.config.stash[SESSION_KEY]
+    target = session.target(name)
+    known_type = target.instance_type
+    if known_type is not None:
+        reason = markers.instance_type_reason(marks, name, known_type)
+        if reason:
+            pytest.skip(reason)
+    facts = session.host(name).facts
+    reason = markers.instance_type_reason(marks, name, known_type or facts.instance_type)
+    reason = reason or markers.host_reason(marks, name, facts, lambda cap: session.capability(name, cap))
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def perfci_capability(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """record(capability, ok, detail): one cell of the end-of-run capability table.
+
+    Stored in the report's user_properties so it reaches the controller under xdist too.
+    """
+    name = _target_name(request) or "local"
+
+    def record(capability: str, ok: bool, detail: str = "", host: Host | None = None) -> None:
+        summary = host.facts.summary() if host is not None else ""
+        rec = CapabilityRecord(target=name, capability=capability, ok=ok, detail=detail, facts=summary)
+        request.node.user_properties.append((USER_PROPERTY, rec.model_dump()))
+
+    return record
+
+
+class CapabilityCollector:
+    """Gathers capability cells from test reports (on the xdist controller too) and prints the table."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.records: list[CapabilityRecord] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call":
+            self.records.extend(
+                CapabilityRecord.model_validate(value) for key, value in report.user_properties if key == USER_PROPERTY
+            )
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.records:
+            return
+        terminalreporter.write_sep("=", "perfci capabilities")
+        for line in render_capabilities(self.records):
+            terminalreporter.write_line(line)
+        path = write_capabilities(self.records, self.settings.results, self.settings.run_id)
+        terminalreporter.write_line(f"capabilities written to {path}")

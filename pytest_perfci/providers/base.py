@@ -1,0 +1,39 @@
+"""Where hosts come from: a provider names its targets at collection time and brings them up lazily.
+
+Naming targets without provisioning lets pytest build test ids (test_x[m7i.metal-24xl]) and apply
+markers before a single resource exists, so a bad selection costs nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from pytest_perfci.hosts.base import Host
+
+
+class Target(BaseModel):
+    """One machine a run checks; `name` is the test-id fragment and the summary row."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    provider: str
+    instance_type: str | None = None
+
+
+class Provider(Protocol):
+    name: str
+
+    def targets(self) -> list[Target]:
+        """What this run will check; must not create anything."""
+        ...
+
+    def acquire(self, target: Target) -> Host:
+        """Bring the target up (or attach to it) and return a ready handle."""
+        ...
+
+    def release_all(self) -> None:
+        """Destroy or release everything acquired; idempotent, safe after partial failures."""
+        ...

@@ -1,0 +1,195 @@
+"""One model of every perfci setting, merged CLI > environment PERFCI_* > [tool.perfci] / ini.
+
+All validation happens here, before any provider is touched, so a typo costs nothing: the first
+line of the error names the bad value, where it came from and what is allowed.
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+import secrets
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+PROVIDERS = ("local", "inventory", "ec2", "kops")
+# Providers this version can really bring up; the others are rejected before anything is created.
+IMPLEMENTED_PROVIDERS = ("local",)
+
+# EC2 names are FAMILY.SIZE: m7i.metal-24xl, c7g.metal, m7i.2xlarge, u-6tb1.metal.
+INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9][a-z0-9-]*$")
+REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
+RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{2,47}$")
+
+# How each field is spelt on the command line, for error messages that point at what the user typed.
+CLI_NAMES = {
+    "provider": "--provider",
+    "instance_type": "--instance-type",
+    "region": "--region",
+    "run_id": "--perfci-run-id",
+    "keep": "--perfci-keep",
+    "results": "--perfci-results",
+}
+
+
+def new_run_id() -> str:
+    """Sortable and unique enough to tag every resource of one run (EC2 tag values, kops cluster names)."""
+    return f"perfci-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def split_types(value: Any) -> Any:
+    """--instance-type is repeatable and comma-separated: ["a,b", "c"] -> ("a", "b", "c")."""
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else list(value)
+    return tuple(p.strip() for item in items for p in str(item).split(",") if p.strip())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PERFCI_", extra="ignore", frozen=True)
+
+    provider: Literal["local", "inventory", "ec2", "kops"] | None = None
+    instance_type: Annotated[tuple[str, ...], NoDecode] = ()
+    region: str | None = None
+    run_id: str = Field(default_factory=new_run_id)
+    owner: str = Field(default_factory=getpass.getuser)
+    keep: bool = False
+    results: Path = Path("perfci-results")
+
+    @field_validator("instance_type", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return split_types(value)
+
+    @field_validator("instance_type")
+    @classmethod
+    def _check_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not INSTANCE_TYPE_RE.match(name):
+                raise ValueError(
+                    f"{name!r} is not an EC2 instance type name; expected FAMILY.SIZE such as "
+                    "m7i.metal-24xl, c7g.metal or m7i.2xlarge"
+                )
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _check_region(cls, value: str | None) -> str | None:
+        if value is not None and not REGION_RE.match(value):
+            raise ValueError(f"{value!r} is not an AWS region name; expected e.g. us-east-1 or eu-west-2")
+        return value
+
+    @field_validator("run_id")
+    @classmethod
+    def _check_run_id(cls, value: str) -> str:
+        if not RUN_ID_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid run id; use 3-48 lowercase letters, digits and '-', "
+                "starting with a letter or digit (it becomes tag values and cluster names)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _provider_fits(self) -> Settings:
+        if self.provider == "local" and self.instance_types:
+            raise ValueError(
+                f"--provider=local runs on this machine, but instance types {', '.join(self.instance_types)} "
+                "were given; drop --provider (defaults to ec2 with instance types) or use --provider=ec2"
+            )
+        return self
+
+    @property
+    def instance_types(self) -> tuple[str, ...]:
+        return self.instance_type
+
+    @property
+    def effective_provider(self) -> str:
+        """Instance types imply EC2; otherwise the embedded default is this machine."""
+        return self.provider or ("ec2" if self.instance_types else "local")
+
+
+class _MappingSource(PydanticBaseSettingsSource):
+    """Lowest-priority source: [tool.perfci] in pyproject.toml and perfci_* ini keys."""
+
+    def __init__(self, settings_cls: type[BaseSettings], values: Mapping[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._values = dict(values)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._values.items() if v not in (None, "", ())}
+
+
+class SettingsError(ValueError):
+    """A setting is wrong; str() is a message whose first line says which value and what is allowed."""
+
+
+def _where(field: str, cli: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    if field in cli:
+        return CLI_NAMES.get(field, field)
+    env_name = "PERFCI_" + field.upper()
+    if env_name in env:
+        return env_name
+    return f"[tool.perfci] {field}"
+
+
+def _field_of(loc: tuple[Any, ...]) -> str:
+    return str(loc[0]) if loc else ""
+
+
+def load_settings(
+    cli: Mapping[str, Any],
+    ini: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge the three sources; raise SettingsError naming the offending value and its origin."""
+    import os
+
+    ini_values = dict(ini or {})
+    cli_values = {k: v for k, v in cli.items() if v is not None}
+
+    class _Sourced(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return init_settings, env_settings, _MappingSource(settings_cls, ini_values)
+
+    try:
+        sourced = _Sourced(**cli_values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = _field_of(tuple(err["loc"]))
+        where = _where(field, cli, os.environ if env is None else env)
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "literal_error":
+            msg = f"{err['input']!r} is not allowed; choose one of: {', '.join(PROVIDERS)}"
+        elif not field:
+            where = "perfci"
+        raise SettingsError(f"{where}: {msg}") from None
+    return Settings.model_construct(**sourced.model_dump())
+
+
+def read_pyproject_table(rootdir: Path) -> dict[str, Any]:
+    """[tool.perfci] of the project's pyproject.toml, keys spelt with '-' or '_'."""
+    import tomllib
+
+    path = rootdir / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    with path.open("rb") as fh:
+        table = tomllib.load(fh).get("tool", {}).get("perfci", {})
+    return {str(k).replace("-", "_"): v for k, v in table.items()}
