@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Sets up pytest-perfci on a Debian/Ubuntu machine: the system tools the checks use (perf; with --dev
+# also OpenSSH server for the framework's own tests) and a virtualenv in .venv with the package.
+# Idempotent: a second run only re-checks. Needs root or passwordless sudo for the apt step; without
+# either it says what is missing and carries on (the PMC suite then reports "perf not installed").
+set -euo pipefail
+cd "$(dirname "$0")"
+
+dev=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) dev=1 ;;
+    -h|--help) echo "usage: ./install.sh [--dev]   (--dev: also what the project's own tests need)"; exit 0 ;;
+    *) echo "install.sh: unknown argument '$arg'; allowed: --dev" >&2; exit 2 ;;
+  esac
+done
+
+python=${PYTHON:-}
+if [ -z "$python" ]; then
+  for candidate in python3.11 python3.12 python3.13 python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+      python=$candidate; break
+    fi
+  done
+fi
+[ -n "$python" ] || { echo "install.sh: no Python >= 3.11 found; set PYTHON=/path/to/python3.11" >&2; exit 1; }
+
+packages=()
+command -v perf >/dev/null || packages+=(linux-perf)
+"$python" -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
+if [ "$dev" = 1 ]; then
+  [ -x /usr/sbin/sshd ] || packages+=(openssh-server)
+  command -v ssh-keygen >/dev/null || packages+=(openssh-client)
+fi
+if [ "${#packages[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then sudo=(); elif sudo -n true 2>/dev/null; then sudo=(sudo -n); else sudo=(false); fi
+  if [ "${sudo[0]:-}" = false ]; then
+    echo "install.sh: missing system packages: ${packages[*]} (run as root or with sudo to install them)" >&2
+  else
+    echo "install.sh: installing ${packages[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+  fi
+fi
+
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+extra=""
+[ "$dev" = 1 ] && extra="[test]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extra}"
+.venv/bin/python -c 'import pytest_perfci' && echo "install.sh: ready (.venv/bin/pytest, .venv/bin/perfci)"
