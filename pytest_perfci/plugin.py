@@ -38,6 +38,22 @@ _OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("--perfci-keep", "keep", {"action": "store_true", "default": None,
                                "help": "do not tear down; print how to reach and later reap what was kept"}),
     ("--perfci-results", "results", {"metavar": "DIR", "help": "directory for results (default perfci-results)"}),
+    ("--ami", "ami", {"action": "append", "metavar": "[ARCH=]AMI",
+                      "help": "AMI to boot instead of the per-architecture default; repeatable, e.g. arm64=ami-..."}),
+    ("--perfci-ttl", "ttl", {"metavar": "DURATION", "help": "self-destruct window of created instances "
+                             "(default 2h; e.g. 90m, 1h30m)"}),
+    ("--perfci-spot", "spot", {"action": "store_true", "default": None,
+                               "help": "ask for spot capacity, falling back to on-demand"}),
+    ("--perfci-ssh-cidr", "ssh_cidr", {"metavar": "CIDR", "help": "who may reach created instances over SSH "
+                                       "(default: this machine's address /32; never 0.0.0.0/0 unless given)"}),
+    ("--perfci-ssh-user", "ssh_user", {"metavar": "USER", "help": "login user (default: by AMI, ubuntu or ec2-user)"}),
+    ("--perfci-root-volume-gb", "root_volume_gb", {"metavar": "GB", "help": "encrypted root volume size (default 30)"}),
+    ("--perfci-endpoint-url", "endpoint_url", {"metavar": "URL", "help": "AWS endpoint override (tests: a local "
+                                               "moto server); default AWS_ENDPOINT_URL or AWS itself"}),
+    ("--perfci-inventory", "inventory", {"metavar": "FILE", "help": "lab hosts for --provider=inventory "
+                                         "(TOML or YAML)"}),
+    ("--perfci-label", "label", {"action": "append", "metavar": "LABEL[,LABEL]",
+                                 "help": "select inventory hosts carrying all these labels"}),
 ]
 
 

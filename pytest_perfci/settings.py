@@ -10,7 +10,7 @@ import getpass
 import re
 import secrets
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,6 +26,24 @@ IMPLEMENTED_PROVIDERS = ("local",)
 INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9][a-z0-9-]*$")
 REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
 RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{2,47}$")
+AMI_RE = re.compile(r"^(?:(x86_64|arm64)=)?ami-[0-9a-f]{8,17}$")
+TTL_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_ttl(text: str) -> timedelta:
+    """'2h', '90m', '1h30m', '3600s' or plain seconds -> timedelta; at least one minute."""
+    text = str(text).strip()
+    if text.isdigit():
+        seconds = int(text)
+    else:
+        match = TTL_RE.match(text)
+        if not text or not match:
+            raise ValueError(f"{text!r} is not a duration; use e.g. 2h, 90m, 1h30m or 3600s")
+        h, m, sec = (int(g) if g else 0 for g in match.groups())
+        seconds = h * 3600 + m * 60 + sec
+    if seconds < 60:
+        raise ValueError(f"{text!r} is too short a TTL; the minimum is 1m (instances need time to boot)")
+    return timedelta(seconds=seconds)
 
 # How each field is spelt on the command line, for error messages that point at what the user typed.
 CLI_NAMES = {
@@ -35,6 +53,15 @@ CLI_NAMES = {
     "run_id": "--perfci-run-id",
     "keep": "--perfci-keep",
     "results": "--perfci-results",
+    "ami": "--ami",
+    "ttl": "--perfci-ttl",
+    "spot": "--perfci-spot",
+    "ssh_cidr": "--perfci-ssh-cidr",
+    "ssh_user": "--perfci-ssh-user",
+    "root_volume_gb": "--perfci-root-volume-gb",
+    "endpoint_url": "--perfci-endpoint-url",
+    "inventory": "--perfci-inventory",
+    "label": "--perfci-label",
 }
 
 
@@ -61,6 +88,54 @@ class Settings(BaseSettings):
     owner: str = Field(default_factory=getpass.getuser)
     keep: bool = False
     results: Path = Path("perfci-results")
+    # EC2 provider
+    ami: Annotated[tuple[str, ...], NoDecode] = ()
+    ttl: timedelta = timedelta(hours=2)
+    spot: bool = False
+    ssh_cidr: str | None = None
+    ssh_user: str | None = None
+    root_volume_gb: int = Field(default=30, ge=8, le=16384)
+    endpoint_url: str | None = None
+    # inventory provider
+    inventory: Path | None = None
+    label: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("ami", "label", mode="before")
+    @classmethod
+    def _split_lists(cls, value: Any) -> Any:
+        return split_types(value)
+
+    @field_validator("ami")
+    @classmethod
+    def _check_ami(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if not AMI_RE.match(item):
+                raise ValueError(f"{item!r} is not an AMI; use ami-0123456789abcdef0 or ARCH=ami-... (x86_64, arm64)")
+        return value
+
+    @field_validator("ttl", mode="before")
+    @classmethod
+    def _ttl(cls, value: Any) -> Any:
+        return value if isinstance(value, timedelta) else parse_ttl(value)
+
+    @field_validator("ssh_cidr")
+    @classmethod
+    def _check_cidr(cls, value: str | None) -> str | None:
+        import ipaddress
+
+        if value is None:
+            return value
+        try:
+            return str(ipaddress.ip_network(value, strict=False))
+        except ValueError:
+            raise ValueError(f"{value!r} is not a CIDR block; use e.g. 203.0.113.7/32") from None
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL; use e.g. http://127.0.0.1:5000")
+        return value
 
     @field_validator("instance_type", mode="before")
     @classmethod
@@ -179,6 +254,8 @@ def load_settings(
             msg = f"{err['input']!r} is not allowed; choose one of: {', '.join(PROVIDERS)}"
         elif not field:
             where = "perfci"
+        elif err["type"] != "value_error":
+            msg = f"{err.get('input')!r}: {msg[0].lower()}{msg[1:]}"
         raise SettingsError(f"{where}: {msg}") from None
     return Settings.model_construct(**sourced.model_dump())
 

@@ -50,6 +50,17 @@ def state_of(verdict: Verdict) -> str:
     return "zero" if verdict.reason is Reason.ZERO else "unavailable"
 
 
+def explain(verdict: Verdict) -> str:
+    """The reason first (short, for tables), then the evidence behind it."""
+    if verdict.reason is None:
+        return verdict.detail
+    return f"{verdict.reason.value}: {verdict.detail}" if verdict.detail else verdict.reason.value
+
+
+def cell(verdict: Verdict) -> str:
+    return verdict.detail if verdict.ok else (verdict.reason.value if verdict.reason else verdict.status.value)
+
+
 def conclude(outcomes: list[Outcome]) -> None:
     failed = [o.message for o in outcomes if o.action == "fail"]
     if failed:
@@ -96,8 +107,8 @@ def test_cpi_count(
             pytest.fail(cpi.line(), pytrace=False)
     outcomes = []
     for event, verdict in verdicts.items():
-        perfci_capability(event, verdict.ok, verdict.detail or verdict.line(), host=host)
-        outcomes.append(decide(event, state_of(verdict), verdict.line(), expected.get(event)))  # type: ignore[arg-type]
+        perfci_capability(event, verdict.ok, cell(verdict), host=host)
+        outcomes.append(decide(event, state_of(verdict), explain(verdict), expected.get(event)))  # type: ignore[arg-type]
     conclude(outcomes)
 
 
@@ -112,6 +123,6 @@ def test_counters(
     """A wider set of generic hardware events: counted, not supported, or stuck at zero."""
     stat, result = run_perf_stat(host, [f"{event}:u"])
     verdict = judge_counter(stat.get(event), event, pmc_context)
-    perfci_capability(event, verdict.ok, verdict.detail or verdict.line(), host=host)
+    perfci_capability(event, verdict.ok, cell(verdict), host=host)
     expected = expectations.for_target(target_key(host)).get(event)
-    conclude([decide(event, state_of(verdict), verdict.line(), expected)])  # type: ignore[arg-type]
+    conclude([decide(event, state_of(verdict), explain(verdict), expected)])  # type: ignore[arg-type]
