@@ -57,6 +57,12 @@ _OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_perfci import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("perfci", "perfci: provision machines and check what their hardware gives")
     for flag, dest, kwargs in _OPTIONS:
@@ -85,16 +91,20 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = load_settings(cli, _ini_values(config))
     except SettingsError as exc:
         raise pytest.UsageError(str(exc)) from None
-    provider = settings.effective_provider
-    if provider not in IMPLEMENTED_PROVIDERS:
-        raise pytest.UsageError(
-            f"--provider={provider}: not available in this version of pytest-perfci; "
-            f"available: {', '.join(IMPLEMENTED_PROVIDERS)}"
-        )
+    from pytest_perfci.providers import make_provider
     from pytest_perfci.session import ProviderSession
 
+    provider = config.hook.pytest_perfci_make_provider(settings=settings, config=config)
+    if provider is None:
+        name = settings.effective_provider
+        if name not in IMPLEMENTED_PROVIDERS:
+            raise pytest.UsageError(
+                f"--provider={name}: not available in this version of pytest-perfci; "
+                f"available: {', '.join(IMPLEMENTED_PROVIDERS)}"
+            )
+        provider = make_provider(settings)
     config.stash[SETTINGS_KEY] = settings
-    config.stash[SESSION_KEY] = ProviderSession(settings)
+    config.stash[SESSION_KEY] = ProviderSession(settings, provider)
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(CapabilityCollector(settings), "perfci-capabilities")
 

@@ -11,22 +11,18 @@ from functools import cached_property
 
 from pytest_perfci.capabilities import detect
 from pytest_perfci.hosts.base import Host
-from pytest_perfci.providers import Provider, Target, make_provider
+from pytest_perfci.providers import Provider, Target
 from pytest_perfci.settings import Settings
 
 
 class ProviderSession:
-    def __init__(self, settings: Settings, provider: Provider | None = None) -> None:
+    def __init__(self, settings: Settings, provider: Provider) -> None:
         self.settings = settings
-        self._provider = provider
+        self.provider = provider
         self._hosts: dict[str, Host] = {}
         self._capabilities: dict[tuple[str, str], tuple[bool, str]] = {}
         self._lock = threading.Lock()
         self.closed = False
-
-    @cached_property
-    def provider(self) -> Provider:
-        return self._provider or make_provider(self.settings)
 
     @cached_property
     def targets(self) -> list[Target]:
@@ -55,5 +51,5 @@ class ProviderSession:
         if self.closed:
             return
         self.closed = True
-        if "provider" in self.__dict__ and not self.settings.keep:
+        if not self.settings.keep:
             self.provider.release_all()

@@ -11,7 +11,7 @@ import shlex
 from collections.abc import Sequence
 from importlib import resources
 
-from pytest_perfci.checks.perf_stat import PerfStat, parse_perf_stat
+from pytest_perfci.checks.perf_stat import PerfStat, PerfStatParseError, parse_perf_stat
 from pytest_perfci.checks.pmc_probe import ProbeReport, parse_probe_output, probe_command
 from pytest_perfci.hosts.base import Host
 from pytest_perfci.hosts.result import Result
@@ -32,8 +32,13 @@ def perf_stat_shell(events: Sequence[str], workload: Sequence[str], repeat: int 
 def run_perf_stat(
     host: Host, events: Sequence[str], workload: Sequence[str] = WORKLOAD, repeat: int = 1, timeout: float = 120
 ) -> tuple[PerfStat, Result]:
+    """Counters as parsed; none at all when perf could not start (missing, refused, bad event), in which
+    case the verdicts explain it from the host's context and the Result keeps perf's own words."""
     result = host.run(perf_stat_shell(events, workload, repeat), timeout=timeout, check=False)
-    return parse_perf_stat(result.stdout, sep=","), result
+    try:
+        return parse_perf_stat(result.stdout, sep=","), result
+    except PerfStatParseError:
+        return PerfStat(format="csv", counters=[]), result
 
 
 def install_probe(host: Host) -> str:

@@ -1,0 +1,29 @@
+"""Hooks a conftest.py or plugin can implement to extend perfci."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from pytest_perfci.providers.base import Provider
+    from pytest_perfci.settings import Settings
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_perfci_make_provider(settings: Settings, config: pytest.Config) -> Provider | None:
+    """Return a Provider to use instead of the built-in one for settings.effective_provider.
+
+    Creating a provider must not create resources: it is called at configure time, before
+    collection, so that a wrong selection fails before anything costs money.
+    """
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_perfci_host_address(instance: Any) -> str | None:
+    """Return how to reach a provisioned instance ("host", "host:port" or "user@host:port").
+
+    Default: its public IP, else its private IP. Implement it for a bastion, a VPN, or tests that map
+    instances to local SSH daemons.
+    """
