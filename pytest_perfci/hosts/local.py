@@ -43,15 +43,15 @@ class LocalHost:
             stderr=subprocess.PIPE,
             env=full_env,
             start_new_session=timeout is not None,
-            text=True,
-            errors="replace",
         ) as proc:
+            # Bytes, decoded without newline translation: \r progress output stays as SSHHost returns it.
             try:
-                out, err = proc.communicate(timeout=timeout)
+                raw_out, raw_err = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.communicate()
                 raise CommandTimeout(self.name, as_shell(cmd), timeout or 0) from None
+        out, err = raw_out.decode("utf-8", "replace"), raw_err.decode("utf-8", "replace")
         result = Result(as_shell(cmd), out, err, proc.returncode, time.perf_counter() - start, self.name)
         if check and result.failed:
             raise CommandFailed(result)

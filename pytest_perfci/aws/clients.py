@@ -1,0 +1,65 @@
+"""boto3 clients with botocore's own retry modes and a fail-closed guard against real endpoints.
+
+Throttling is botocore's job (adaptive retry mode), not ours. The guard exists because a test that
+reaches real AWS is a bug that costs money: with PERFCI_LOCAL_ONLY=1 (set by the project's tests
+and inherited by every pytest they start) any request to a non-loopback host is refused before it
+is sent.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+from botocore.config import Config
+
+RETRY_CONFIG = Config(
+    retries={"mode": "adaptive", "max_attempts": 10},
+    connect_timeout=10,
+    read_timeout=60,
+)
+
+
+class RealEndpointRefused(RuntimeError):
+    """A request would have left this machine while PERFCI_LOCAL_ONLY=1."""
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def local_only() -> bool:
+    return os.environ.get("PERFCI_LOCAL_ONLY", "") not in ("", "0", "false")
+
+
+def _guard(request: Any, **_: Any) -> None:
+    if local_only() and not is_loopback_url(request.url):
+        raise RealEndpointRefused(
+            f"refusing {urlsplit(request.url).hostname}: PERFCI_LOCAL_ONLY=1 allows loopback endpoints only"
+        )
+
+
+def session(region: str | None = None) -> boto3.Session:
+    """A session whose every client carries the endpoint guard; region defaults as boto3's does."""
+    sess = boto3.Session(region_name=region)
+    sess.events.register("before-send", _guard)
+    return sess
+
+
+def client(sess: boto3.Session, service: str, endpoint_url: str | None = None) -> Any:
+    """A client with adaptive retries; endpoint from the argument, else AWS_ENDPOINT_URL (boto3 reads it)."""
+    url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+    if local_only() and (url is None or not is_loopback_url(url)):
+        raise RealEndpointRefused(
+            f"refusing endpoint {url or 'AWS default'} for {service}: PERFCI_LOCAL_ONLY=1 allows loopback only"
+        )
+    return sess.client(service, endpoint_url=url, config=RETRY_CONFIG)
