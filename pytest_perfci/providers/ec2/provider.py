@@ -1,0 +1,395 @@
+"""EC2 as a Provider: validate everything up front, fan out provisioning, hand back SSH hosts, destroy.
+
+Order of events for a run (`acquire` of the first target triggers all of it, once):
+  validate()         credentials, region, every type (one catalogue listing), every AMI and its arch,
+                     the SSH CIDR; no create call happens before all of these pass
+  shared access      key pair (0600 file under <results>/.keys/) and security group, ledgered
+  fan-out            one thread per type: RunInstances (AZ fallback), waiter, SSH readiness, cloud-init;
+                     eight types are ready in about the time of the slowest one
+  heartbeat          a thread pushing perfci:expires-at and the on-host deadline forward
+release_all() stops the heartbeat, lets in-flight provisioning threads finish (they stop at their
+next step), then runs teardown() from the ledger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+from pytest_perfci.aws.clients import client, session
+from pytest_perfci.cleanup.ledger import Ledger
+from pytest_perfci.hosts.result import AuthenticationFailed, HostError, HostUnreachable
+from pytest_perfci.hosts.ssh import HostKeyRejected, SSHHost
+from pytest_perfci.providers.base import Target
+from pytest_perfci.providers.ec2 import network, userdata
+from pytest_perfci.providers.ec2.ami import AmiResolver, Image
+from pytest_perfci.providers.ec2.catalog import Catalog, InstanceTypeInfo
+from pytest_perfci.providers.ec2.launch import LaunchError, LaunchSpec, launch, wait_running
+from pytest_perfci.providers.ec2.teardown import TeardownReport, teardown
+from pytest_perfci.settings import Settings
+
+Progress = Callable[[str], None]
+AddressFn = Callable[[dict[str, Any]], str | None]
+
+
+class EC2SetupError(RuntimeError):
+    """Validation or provisioning failed before/while creating; str() is one line."""
+
+
+class NoCredentials(EC2SetupError):
+    pass
+
+
+class Cancelled(EC2SetupError):
+    pass
+
+
+def default_address(instance: dict[str, Any]) -> str:
+    """Public IP, else private IP (the hook pytest_perfci_host_address overrides this)."""
+    addr = instance.get("PublicIpAddress") or instance.get("PrivateIpAddress")
+    if not addr:
+        raise EC2SetupError(f"{instance.get('InstanceId')} has no IP address to connect to")
+    return str(addr)
+
+
+def parse_address(text: str, default_user: str) -> tuple[str, str, int]:
+    """"host", "host:port", "user@host:port", "[v6]:port" -> (user, host, port)."""
+    user, _, hostport = text.rpartition("@")
+    if hostport.startswith("["):
+        host, _, rest = hostport[1:].partition("]")
+        port = rest.removeprefix(":") or "22"
+    elif hostport.count(":") == 1:
+        host, port = hostport.split(":")
+    else:
+        host, port = hostport, "22"
+    if not host or not port.isdigit():
+        raise EC2SetupError(f"bad host address {text!r}: expected [user@]host[:port]")
+    return user or default_user, host, int(port)
+
+
+@dataclass
+class InstanceRecord:
+    """What was created for one type and how to reach it (for kept hosts and summaries)."""
+
+    instance_type: str
+    instance_id: str
+    zone: str
+    ami: str
+    user: str
+    address: str
+    port: int
+    key_path: str
+    known_hosts: str
+    state: str = "running"
+
+    @property
+    def ssh_command(self) -> str:
+        port = f" -p {self.port}" if self.port != 22 else ""
+        return (f"ssh -i {self.key_path}{port} -o UserKnownHostsFile={self.known_hosts} "
+                f"{self.user}@{self.address}")
+
+
+class EC2Provider:
+    name = "ec2"
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        ledger: Ledger,
+        address: AddressFn | None = None,
+        progress: Progress = print,
+        known_hosts_dir: Path | None = None,
+        suite: str = "",
+        public_address: Callable[[], str] = network.checkip,
+        ssh_ready_timeout: float = 600.0,
+        ssh_connect_timeout: float = 10.0,
+        heartbeat_interval: float | None = None,
+        waiter_delay: int = 5,
+        max_workers: int = 16,
+    ) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.address = address or default_address
+        self.progress = progress
+        self.key_dir = Path(settings.results) / ".keys"
+        self.known_hosts_dir = known_hosts_dir or self.key_dir
+        self.suite = suite
+        self.public_address = public_address
+        self.ssh_ready_timeout = ssh_ready_timeout
+        self.ssh_connect_timeout = ssh_connect_timeout
+        ttl: timedelta = settings.ttl
+        self.heartbeat_interval = heartbeat_interval or min(600.0, ttl.total_seconds() / 4)
+        self.waiter_delay = waiter_delay
+        self.max_workers = max_workers
+        self.run_id = settings.run_id
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._ec2: Any = None
+        self._ssm: Any = None
+        self._region: str | None = None
+        self._plan: dict[str, tuple[InstanceTypeInfo, Image]] | None = None
+        self._cidr: str | None = None
+        self._futures: dict[str, Future[SSHHost]] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        self._key: network.KeyPair | None = None
+        self._group_id: str | None = None
+        self._records: dict[str, InstanceRecord] = {}
+        self._hosts: dict[str, SSHHost] = {}
+        self._heartbeat: userdata.Heartbeat | None = None
+
+    # -- Provider protocol ---------------------------------------------------------------------------
+
+    def targets(self) -> list[Target]:
+        """One target per requested type; no API call."""
+        return [Target(name=t, provider=self.name, instance_type=t) for t in self.settings.instance_types]
+
+    def acquire(self, target: Target) -> SSHHost:
+        """The ready host for target's type; the first call starts provisioning of every type at once.
+
+        Raises CapacityUnavailable (skip that type's tests), QuotaExceeded, LaunchError, EC2SetupError.
+        """
+        itype = target.instance_type or target.name
+        self._start()
+        if itype not in self._futures:
+            raise EC2SetupError(f"{itype} was not requested (requested: {', '.join(self._futures)})")
+        return self._futures[itype].result()
+
+    def release_all(self) -> TeardownReport | None:
+        """Stop the heartbeat, let provisioning threads stop, destroy everything in the ledger."""
+        self._closing.set()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        for host in list(self._hosts.values()):
+            with contextlib.suppress(Exception):  # closing must not prevent teardown
+                host.close()
+        if not self.ledger.outstanding(self.run_id):
+            self._remove_known_hosts()
+            return None
+        report = teardown(self.ec2, self.ledger, self.run_id, self.progress, waiter_delay=self.waiter_delay)
+        self._remove_known_hosts()
+        for rec in self._records.values():
+            rec.state = "terminated"
+        return report
+
+    # -- clients and validation -----------------------------------------------------------------------
+
+    def _clients(self) -> None:
+        if self._ec2 is not None:
+            return
+        sess = session(self.settings.region)
+        region = sess.region_name
+        if not region:
+            raise EC2SetupError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
+        if sess.get_credentials() is None:
+            raise NoCredentials(
+                "no AWS credentials found: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), "
+                "or run `aws sso login`"
+            )
+        self._region = region
+        self._ssm = client(sess, "ssm", self.settings.endpoint_url)
+        self._ec2 = client(sess, "ec2", self.settings.endpoint_url)
+
+    @property
+    def ec2(self) -> Any:
+        self._clients()
+        return self._ec2
+
+    @property
+    def region(self) -> str:
+        self._clients()
+        assert self._region is not None
+        return self._region
+
+    def validate(self) -> dict[str, tuple[InstanceTypeInfo, Image]]:
+        """Every check that needs the API, before any create; cached. Errors are one line."""
+        with self._lock:
+            if self._plan is not None:
+                return self._plan
+            try:
+                self._clients()
+                catalog = Catalog(self._ec2)
+                infos = catalog.resolve(self.settings.instance_types)
+                resolver = AmiResolver(self._ec2, self._ssm, self.settings.ami, self.settings.ssh_user)
+                plan = {info.name: (info, resolver.for_type(info)) for info in infos}
+                self._cidr = network.default_cidr(
+                    self.settings.ssh_cidr, self._ec2.meta.endpoint_url, self.public_address
+                )
+            except NoCredentialsError:
+                raise NoCredentials("no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
+                                    "AWS_SECRET_ACCESS_KEY, or run `aws sso login`") from None
+            except NoRegionError:
+                raise EC2SetupError("no AWS region: pass --region or set AWS_DEFAULT_REGION") from None
+            except ClientError as e:
+                err = e.response.get("Error", {})
+                raise EC2SetupError(
+                    f"EC2 refused validation in {self._region}: {err.get('Code')}: {err.get('Message')}"
+                ) from None
+            except BotoCoreError as e:
+                raise EC2SetupError(f"cannot reach EC2 in {self._region}: {e}") from None
+            for info, image in plan.values():
+                self.progress(f"{info.name}: {info.arch}, {info.vcpus} vCPU, {info.memory_mib // 1024} GiB"
+                              f"{', metal' if info.metal else ''}; AMI {image.ami} ({image.name}, from "
+                              f"{image.source}), user {image.user}")
+            self._plan = plan
+            return plan
+
+    # -- provisioning ---------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        plan = self.validate()
+        with self._lock:
+            if self._executor is not None:
+                return
+            if self._closing.is_set():
+                raise Cancelled("provider is releasing; not provisioning")
+            expires = network.expires_at(self.settings.ttl)
+            self._deadline = userdata.epoch(datetime.now(UTC) + self.settings.ttl)
+            tags = network.make_tags(self.run_id, self.settings.owner, expires, self.suite, f"{self.run_id}")
+            vpc = network.default_vpc(self._ec2)
+            self._key = network.create_key_pair(
+                self._ec2, self.ledger, run_id=self.run_id, region=self.region, key_dir=self.key_dir, tags=tags
+            )
+            assert self._cidr is not None
+            self._group_id = network.create_security_group(
+                self._ec2, self.ledger, run_id=self.run_id, region=self.region, vpc_id=vpc,
+                cidr=self._cidr, tags=tags,
+            )
+            self.progress(f"perfci {self.run_id}: SSH allowed from {self._cidr} only; expires {expires}")
+            self._subnets = network.subnets_by_zone(self._ec2, vpc)
+            self._catalog = Catalog(self._ec2)
+            self._heartbeat = userdata.Heartbeat(
+                self._ec2,
+                ttl=self.settings.ttl,
+                interval=self.heartbeat_interval,
+                resources=self._tagged_ids,
+                hosts=lambda: list(self._hosts.values()),
+                progress=self.progress,
+            ).start()
+            self._executor = ThreadPoolExecutor(max_workers=min(self.max_workers, max(1, len(plan))),
+                                                thread_name_prefix="perfci-ec2")
+            for itype, (info, image) in plan.items():
+                self._futures[itype] = self._executor.submit(self._provision, info, image, tags)
+
+    def _tagged_ids(self) -> list[str]:
+        ids = [r.instance_id for r in self._records.values() if r.state != "terminated"]
+        if self._group_id:
+            ids.append(self._group_id)
+        if self._key and self._key.key_id:
+            ids.append(self._key.key_id)
+        return ids
+
+    def _check(self, what: str) -> None:
+        if self._closing.is_set():
+            raise Cancelled(f"cancelled before {what}: the provider is releasing")
+
+    def _provision(self, info: InstanceTypeInfo, image: Image, base_tags: list[dict[str, str]]) -> SSHHost:
+        itype = info.name
+        assert self._key is not None and self._group_id is not None
+        tags = [t if t["Key"] != "Name" else {"Key": "Name", "Value": f"{self.run_id}-{itype}"} for t in base_tags]
+        spec = LaunchSpec(
+            instance_type=itype,
+            image_id=image.ami,
+            root_device=image.root_device,
+            key_name=self._key.name,
+            security_group_id=self._group_id,
+            placements=network.placements(self._catalog.zones_offering(itype), self._subnets),
+            user_data=userdata.render(self._deadline),
+            tags=tags,
+            root_volume_gb=self.settings.root_volume_gb,
+            spot=self.settings.spot,
+        )
+        self._check(f"launching {itype}")
+        started = time.monotonic()
+        inst = launch(self._ec2, self.ledger, spec, run_id=self.run_id, region=self.region,
+                      progress=self.progress)
+        iid = inst["InstanceId"]
+        described = wait_running(self._ec2, {iid: itype}, progress=self.progress, delay=self.waiter_delay)[iid]
+        user, host, port = parse_address(self.address(described) or default_address(described), image.user)
+        known_hosts = Path(self.known_hosts_dir) / f"{iid}.known_hosts"
+        record = InstanceRecord(
+            instance_type=itype, instance_id=iid, zone=described.get("Placement", {}).get("AvailabilityZone", ""),
+            ami=image.ami, user=user, address=host, port=port, key_path=str(self._key.path),
+            known_hosts=str(known_hosts),
+        )
+        self._records[itype] = record
+        self._check(f"connecting to {itype}")
+        ssh = SSHHost(
+            itype, host, user=user, port=port, key_filename=self._key.path,
+            connect_timeout=self.ssh_connect_timeout, known_hosts=known_hosts, host_key_policy="accept-new",
+            instance_type=itype, region=self.region, ami=image.ami,
+        )
+        self.progress(f"{itype} {iid}: host key accepted on first use (accept-new, saved to {known_hosts}); "
+                      "console-output fingerprints are not checked")
+        self._wait_ssh(ssh, itype, iid, started)
+        self._wait_cloud_init(ssh, itype, iid, started)
+        self._hosts[itype] = ssh
+        self.progress(f"{itype} {iid} ready {time.monotonic() - started:.0f}s ({user}@{host}:{port})")
+        return ssh
+
+    def _wait_ssh(self, ssh: SSHHost, itype: str, iid: str, started: float) -> None:
+        """`true` over SSH until it works: exponential backoff (1 s .. 15 s) up to ssh_ready_timeout."""
+        deadline = time.monotonic() + self.ssh_ready_timeout
+        delay = 1.0
+        while True:
+            self._check(f"SSH to {itype}")
+            try:
+                ssh.run("true", timeout=max(5.0, self.ssh_connect_timeout * 3))
+                return
+            except HostKeyRejected:
+                raise
+            except (HostUnreachable, AuthenticationFailed) as e:
+                if time.monotonic() + delay > deadline:
+                    raise EC2SetupError(
+                        f"{itype} {iid}: SSH not ready after {self.ssh_ready_timeout:.0f}s: {e}"
+                    ) from None
+                self.progress(f"{itype} {iid} ssh-wait {time.monotonic() - started:.0f}s ({type(e).__name__})")
+                time.sleep(delay)
+                delay = min(delay * 2, 15.0)
+
+    def _wait_cloud_init(self, ssh: SSHHost, itype: str, iid: str, started: float) -> None:
+        script = ("if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1; "
+                  "echo \"cloud-init $?\"; else echo absent; fi")
+        try:
+            out = ssh.run(script, timeout=self.ssh_ready_timeout, check=False).stdout.strip()
+        except HostError as e:
+            raise EC2SetupError(f"{itype} {iid}: waiting for cloud-init failed: {e}") from None
+        elapsed = time.monotonic() - started
+        if out == "absent":
+            self.progress(f"{itype} {iid}: no cloud-init on the host; not waiting for it ({elapsed:.0f}s)")
+        elif out in ("cloud-init 0", "cloud-init 2"):  # 2 = finished with recoverable errors
+            self.progress(f"{itype} {iid}: cloud-init done ({out.split()[1]}) {elapsed:.0f}s")
+        else:
+            self.progress(f"{itype} {iid}: cloud-init reported {out!r}; continuing {elapsed:.0f}s")
+
+    # -- reporting ------------------------------------------------------------------------------------
+
+    def instances(self) -> list[InstanceRecord]:
+        """What this provider created (and how to reach each host), in the order types were requested."""
+        order = {t: i for i, t in enumerate(self.settings.instance_types)}
+        return sorted(self._records.values(), key=lambda r: order.get(r.instance_type, len(order)))
+
+    def _remove_known_hosts(self) -> None:
+        for rec in self._records.values():
+            try:
+                os.unlink(rec.known_hosts)
+            except FileNotFoundError:
+                pass
+
+
+__all__ = [
+    "Cancelled", "EC2Provider", "EC2SetupError", "InstanceRecord", "LaunchError", "NoCredentials",
+    "default_address", "parse_address",
+]
