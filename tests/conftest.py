@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["pytester", "tests.moto_server"]
+pytest_plugins = ["pytester", "tests.moto_server", "tests.sshd"]
 
 SAMPLES = Path(__file__).parent / "data" / "samples"
 

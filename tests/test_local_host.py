@@ -143,3 +143,9 @@ def test_facts_describe_this_machine() -> None:
         assert facts.cpu_flags and all(f in cpuinfo for f in facts.cpu_flags[:5])
     assert (facts.instance_type, facts.region, facts.ami) == ("m7i.metal-24xl", "us-east-1", "ami-0abc")
     assert facts.summary().startswith("m7i.metal-24xl ")  # the provider's name wins in one-line summaries
+
+
+def test_missing_program_is_exit_127_like_a_shell(local_host: LocalHost) -> None:
+    r = local_host.run(["perfci-no-such-program", "x"], check=False)
+    assert (r.exited, r.stderr) == (127, "perfci-no-such-program: No such file or directory\n")
+    assert local_host.run("perfci-no-such-program", check=False).exited == 127

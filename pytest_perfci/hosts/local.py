@@ -35,15 +35,24 @@ class LocalHost:
         args: str | list[str] = cmd if isinstance(cmd, str) else list(cmd)
         start = time.perf_counter()
         # A new session lets a timeout kill the whole process group, not just the shell in front of it.
-        with subprocess.Popen(
-            args,
-            shell=isinstance(cmd, str),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=full_env,
-            start_new_session=timeout is not None,
-        ) as proc:
+        try:
+            proc = subprocess.Popen(
+                args,
+                shell=isinstance(cmd, str),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=full_env,
+                start_new_session=timeout is not None,
+            )
+        except (FileNotFoundError, PermissionError) as exc:
+            # The answer a shell (and so SSHHost) gives for a program it cannot run: 127/126, not an exception.
+            code = 127 if isinstance(exc, FileNotFoundError) else 126
+            result = Result(as_shell(cmd), "", f"{args[0]}: {exc.strerror}\n", code, 0.0, self.name)
+            if check:
+                raise CommandFailed(result) from None
+            return result
+        with proc:
             # Bytes, decoded without newline translation: \r progress output stays as SSHHost returns it.
             try:
                 raw_out, raw_err = proc.communicate(timeout=timeout)
