@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _add_pmc(sub)
+    _add_reap(sub)
     return parser
 
 
@@ -213,6 +214,171 @@ def _overall(good: int, judged: int, errors: int) -> str:
     if not errors and good == judged:
         return f"overall: PMC trustworthy in all {judged} file(s)"
     return f"overall: PMC trustworthy in {good} of {judged} judged file(s){unreadable}"
+
+
+# --- perfci reap --------------------------------------------------------------------------------
+
+
+def _add_reap(sub: Any) -> None:
+    reap = sub.add_parser(
+        "reap",
+        help="find and delete perfci resources left behind (by run id, expiry or ledger)",
+        description=(
+            "Find EC2 instances, key pairs and security groups tagged by perfci and delete them. "
+            "Select with exactly one of --run-id, --expired or --ledger. A perfci:keep-until tag in "
+            "the future protects a resource in every mode. Dry run by default: prints what would be "
+            "deleted; --yes deletes. Exit 0 on success (also when nothing is found), 1 when a "
+            "deletion or a listing failed, 2 on usage errors."
+        ),
+    )
+    reap.add_argument("--run-id", metavar="ID", help="everything tagged perfci:run-id=ID")
+    reap.add_argument(
+        "--expired", action="store_true",
+        help="everything whose perfci:expires-at (and perfci:keep-until, if any) is past",
+    )
+    reap.add_argument("--ledger", metavar="FILE", help="what a run's ledger lists as created and not deleted")
+    reap.add_argument(
+        "--region", action="append", default=None, metavar="R",
+        help="region to search (repeatable; default: the ledger's regions, else AWS config/env)",
+    )
+    reap.add_argument("--endpoint-url", default=None, metavar="URL", help="EC2 endpoint (default: AWS's)")
+    reap.add_argument("--yes", action="store_true", help="really delete (default: dry run)")
+    reap.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    reap.set_defaults(func=_reap)
+
+
+def _reap_usage(text: str) -> int:
+    print(f"perfci reap: {text}", file=sys.stderr)
+    return 2
+
+
+def _reap_regions(args: argparse.Namespace, ledger: Any) -> list[str] | str:
+    """The regions to search, or a one-line usage error."""
+    from pytest_perfci.aws.clients import session
+    from pytest_perfci.settings import REGION_RE
+
+    if args.region:
+        regions = list(dict.fromkeys(r.strip() for r in args.region))
+        bad = [r for r in regions if not REGION_RE.match(r)]
+        if bad:
+            return f"--region {bad[0]!r} is not an AWS region name; expected e.g. us-east-1 or eu-west-2"
+        return regions
+    if ledger is not None:
+        found = sorted({e.region for e in ledger.outstanding() if e.region})
+        if found:
+            return found
+    default = session().region_name
+    if not default:
+        return "no region: pass --region R or set AWS_DEFAULT_REGION (or a region in the AWS config)"
+    return [default]
+
+
+def _fmt_time(t: Any) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t is not None else "-"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    for row in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _orphan_rows(orphans: Sequence[Any]) -> list[list[str]]:
+    return [[o.region or "-", o.kind, o.id, o.run_id or "-", _fmt_time(o.expires_at), o.reason] for o in orphans]
+
+
+_ORPHAN_HEADER = ["REGION", "KIND", "ID", "RUN ID", "EXPIRES-AT", "WHY"]
+
+
+def _reap(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+    from pytest_perfci.aws.clients import RealEndpointRefused, client, session
+    from pytest_perfci.cleanup import reaper
+    from pytest_perfci.cleanup.ledger import Ledger
+    from pytest_perfci.settings import RUN_ID_RE
+
+    chosen = [name for name, on in (("--run-id", args.run_id is not None), ("--expired", args.expired),
+                                    ("--ledger", args.ledger is not None)) if on]
+    if not chosen:
+        return _reap_usage("nothing selected; pass one of --run-id ID, --expired or --ledger FILE")
+    if len(chosen) > 1:
+        return _reap_usage(f"{' and '.join(chosen)} exclude each other; pass exactly one")
+    if args.run_id is not None and not RUN_ID_RE.match(args.run_id):
+        return _reap_usage(
+            f"--run-id {args.run_id!r} is not a valid run id; use 3-48 lowercase letters, digits and '-', "
+            "starting with a letter or digit (e.g. perfci-20240501-120000-a1b2c3)"
+        )
+    ledger = None
+    if args.ledger is not None:
+        if not Path(args.ledger).is_file():
+            return _reap_usage(f"--ledger {args.ledger!r}: no such file")
+        ledger = Ledger(Path(args.ledger))
+    regions = _reap_regions(args, ledger)
+    if isinstance(regions, str):
+        return _reap_usage(regions)
+
+    def progress(line: str) -> None:
+        print(f"perfci reap: {line}", file=sys.stderr, flush=True)
+
+    found: list[Any] = []
+    skipped: list[Any] = []
+    clients: dict[str, Any] = {}
+    failures: list[str] = []
+    for region in regions:
+        try:
+            ec2 = clients[region] = client(session(region), "ec2", args.endpoint_url)
+            sel = reaper.survey(ec2, run_id=args.run_id, expired=args.expired, ledger=ledger)
+        except (RealEndpointRefused, NoCredentialsError, NoRegionError) as exc:
+            return _reap_usage(f"region {region}: {exc}")
+        except (ClientError, BotoCoreError) as exc:
+            failures.append(f"region {region}: could not list resources: {exc}")
+            print(f"perfci reap: {failures[-1]}", file=sys.stderr)
+            continue
+        found.extend(sel.chosen)
+        skipped.extend(sel.skipped)
+
+    what = f"run {args.run_id}" if args.run_id else ("expired" if args.expired else f"ledger {args.ledger}")
+    report = reaper.ReapReport()
+    if args.yes and found:
+        for region in regions:
+            mine = [o for o in found if o.region == region]
+            if mine:
+                report = report.merge(reaper.reap(clients[region], mine, progress=progress, ledger=ledger))
+    code = 1 if failures or not report.ok else 0
+
+    if args.json:
+        doc = {
+            "selector": {"run_id": args.run_id, "expired": args.expired, "ledger": args.ledger},
+            "regions": regions,
+            "dry_run": not args.yes,
+            "orphans": [o.model_dump(mode="json") for o in found],
+            "skipped": [o.model_dump(mode="json") for o in skipped],
+            "outcomes": [o.model_dump(mode="json") for o in report.outcomes],
+            "errors": failures,
+            "ok": code == 0,
+            "exit_code": code,
+        }
+        print(json.dumps(doc, indent=2))
+        return code
+
+    if skipped:
+        print(f"kept ({len(skipped)}):")
+        _table(_orphan_rows(skipped), _ORPHAN_HEADER)
+    if not found:
+        print(f"nothing to reap ({what}; region {', '.join(regions)})")
+        return code
+    if not args.yes:
+        print(f"would delete ({len(found)}):")
+        _table(_orphan_rows(found), _ORPHAN_HEADER)
+        print("dry run: pass --yes to delete")
+        return code
+    rows = [[o.region or "-", o.kind, o.id, o.run_id or "-", o.status, o.detail] for o in report.outcomes]
+    _table(rows, ["REGION", "KIND", "ID", "RUN ID", "RESULT", "DETAIL"])
+    counts = {s: sum(1 for o in report.outcomes if o.status == s) for s in ("deleted", "already_gone", "failed")}
+    print(f"reaped {what}: {counts['deleted']} deleted, {counts['already_gone']} already gone, "
+          f"{counts['failed']} failed")
+    return code
 
 
 if __name__ == "__main__":
