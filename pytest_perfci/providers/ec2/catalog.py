@@ -7,8 +7,9 @@ costs one listing, not eight calls, and an unknown name is answered with the clo
 from __future__ import annotations
 
 import difflib
+import os
 import threading
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -52,27 +53,61 @@ class InstanceTypeInfo(BaseModel):
         )
 
 
+def closest_names(name: str, names: list[str], limit: int = 5) -> list[str]:
+    """Real names a typo most likely meant.
+
+    Plain difflib ranks m6i.metal above m7i.metal-24xl for "m7i.metall"; people mistype the size far
+    more often than the family, so names sharing the longest prefix (beyond the family) win, and
+    difflib's ratio decides otherwise.
+    """
+    family = name.split(".", 1)[0]
+    pool = set(difflib.get_close_matches(name, names, n=10, cutoff=0.5))
+    pool.update(n for n in names if n.split(".", 1)[0] == family)
+    if not pool:
+        return []
+
+    def prefix(other: str) -> int:
+        return len(os.path.commonprefix([name, other]))
+
+    best = max(prefix(n) for n in pool)
+    if best > len(family) + 1:
+        return sorted(n for n in pool if prefix(n) == best)[:limit]
+    ranked = sorted(pool, key=lambda n: -difflib.SequenceMatcher(None, name, n).ratio())
+    return sorted(ranked[:3])
+
+
 class Catalog:
     """The instance types of the client's region (one listing, cached) and the zones offering each."""
+
+    # (endpoint, region) -> listing, shared by every Catalog of the process: the listing is ~1400 types
+    # and does not change within a session (the plugin's validate() and the provider reuse it).
+    _listings: ClassVar[dict[tuple[str, str], dict[str, InstanceTypeInfo]]] = {}
+    _listings_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, ec2: Any) -> None:
         self.ec2 = ec2
         self.region: str = ec2.meta.region_name
-        self._types: dict[str, InstanceTypeInfo] | None = None
+        self._key = (str(ec2.meta.endpoint_url), self.region)
         self._zones: dict[str, list[str]] = {}
         self._lock = threading.Lock()
 
     def all(self) -> dict[str, InstanceTypeInfo]:
-        with self._lock:
-            if self._types is None:
+        with Catalog._listings_lock:
+            if self._key not in Catalog._listings:
                 types: dict[str, InstanceTypeInfo] = {}
                 for page in self.ec2.get_paginator("describe_instance_types").paginate():
                     for item in page["InstanceTypes"]:
                         info = InstanceTypeInfo.from_api(item)
                         if info is not None:
                             types[info.name] = info
-                self._types = types
-            return self._types
+                Catalog._listings[self._key] = types
+            return Catalog._listings[self._key]
+
+    @classmethod
+    def forget(cls) -> None:
+        """Drop cached listings (tests that count DescribeInstanceTypes calls)."""
+        with cls._listings_lock:
+            cls._listings.clear()
 
     def resolve(self, names: list[str] | tuple[str, ...]) -> list[InstanceTypeInfo]:
         """Each name to its info, in order; the first unknown name raises UnknownInstanceType."""
@@ -80,7 +115,7 @@ class Catalog:
         out = []
         for name in names:
             if name not in types:
-                closest = sorted(difflib.get_close_matches(name, list(types), n=3, cutoff=0.6))
+                closest = closest_names(name, list(types))
                 raise UnknownInstanceType(name, self.region, closest)
             out.append(types[name])
         return out

@@ -117,6 +117,7 @@ class EC2Provider:
         heartbeat_interval: float | None = None,
         waiter_delay: int = 5,
         max_workers: int = 16,
+        host_state_dir: str = userdata.STATE_DIR,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
@@ -132,6 +133,7 @@ class EC2Provider:
         self.heartbeat_interval = heartbeat_interval or min(600.0, ttl.total_seconds() / 4)
         self.waiter_delay = waiter_delay
         self.max_workers = max_workers
+        self.host_state_dir = host_state_dir
         self.run_id = settings.run_id
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -193,7 +195,11 @@ class EC2Provider:
         region = sess.region_name
         if not region:
             raise EC2SetupError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
-        if sess.get_credentials() is None:
+        try:
+            creds = sess.get_credentials()
+        except (BotoCoreError, ValueError) as e:
+            raise NoCredentials(f"AWS credentials could not be loaded: {e}") from None
+        if creds is None:
             raise NoCredentials(
                 "no AWS credentials found: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), "
                 "or run `aws sso login`"
@@ -220,7 +226,7 @@ class EC2Provider:
                 return self._plan
             try:
                 self._clients()
-                catalog = Catalog(self._ec2)
+                self._catalog = catalog = Catalog(self._ec2)
                 infos = catalog.resolve(self.settings.instance_types)
                 resolver = AmiResolver(self._ec2, self._ssm, self.settings.ami, self.settings.ssh_user)
                 plan = {info.name: (info, resolver.for_type(info)) for info in infos}
@@ -269,7 +275,6 @@ class EC2Provider:
             )
             self.progress(f"perfci {self.run_id}: SSH allowed from {self._cidr} only; expires {expires}")
             self._subnets = network.subnets_by_zone(self._ec2, vpc)
-            self._catalog = Catalog(self._ec2)
             self._heartbeat = userdata.Heartbeat(
                 self._ec2,
                 ttl=self.settings.ttl,
@@ -277,6 +282,7 @@ class EC2Provider:
                 resources=self._tagged_ids,
                 hosts=lambda: list(self._hosts.values()),
                 progress=self.progress,
+                state_dir=self.host_state_dir,
             ).start()
             self._executor = ThreadPoolExecutor(max_workers=min(self.max_workers, max(1, len(plan))),
                                                 thread_name_prefix="perfci-ec2")

@@ -172,7 +172,7 @@ def teardown(
                 )
             report.terminated.extend(live)
             for iid in ids:
-                ledger.record(run_id, "deleted", "instance", id=iid, region=region)
+                ledger.record(run_id, "deleted", "instance", id=iid, token=instances[iid].token, region=region)
         except (ClientError, WaiterError) as e:
             report.errors.append(f"instances {', '.join(ids)}: {e}")
 
