@@ -6,12 +6,15 @@ list of places where perfci meets pytest.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from pytest_perfci import markers
+from pytest_perfci.cleanup import signals
+from pytest_perfci.session import TargetUnavailable
 from pytest_perfci.hosts.base import Host
 from pytest_perfci.settings import (
     IMPLEMENTED_PROVIDERS,
@@ -94,25 +97,40 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_perfci.providers import make_provider
     from pytest_perfci.session import ProviderSession
 
-    provider = config.hook.pytest_perfci_make_provider(settings=settings, config=config)
-    if provider is None:
-        name = settings.effective_provider
-        if name not in IMPLEMENTED_PROVIDERS:
-            raise pytest.UsageError(
-                f"--provider={name}: not available in this version of pytest-perfci; "
-                f"available: {', '.join(IMPLEMENTED_PROVIDERS)}"
-            )
-        provider = make_provider(settings)
+    try:
+        provider = config.hook.pytest_perfci_make_provider(settings=settings, config=config)
+        if provider is None:
+            name = settings.effective_provider
+            if name not in IMPLEMENTED_PROVIDERS:
+                raise pytest.UsageError(
+                    f"--provider={name}: not available in this version of pytest-perfci; "
+                    f"available: {', '.join(IMPLEMENTED_PROVIDERS)}"
+                )
+            provider = make_provider(settings)
+        handles = json.loads(workerinput["perfci_handles"]) if workerinput and "perfci_handles" in workerinput else None
+        session = ProviderSession(settings, provider, handles)
+        session.targets  # noqa: B018 - naming the targets validates the selection before anything is created
+        if workerinput is None and hasattr(provider, "validate"):
+            provider.validate()  # API-side checks (types exist, AMI arch, credentials): still nothing created
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS_KEY] = settings
-    config.stash[SESSION_KEY] = ProviderSession(settings, provider)
+    config.stash[SESSION_KEY] = session
+    if workerinput is None:
+        # SIGTERM/SIGHUP (a cancelled CI job) unwind like Ctrl-C, so every finalizer and teardown runs.
+        config.add_cleanup(signals.install())
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(CapabilityCollector(settings), "perfci-capabilities")
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    """xdist: hand every worker the controller's run id so all resources carry one id."""
+    """xdist: hand every worker the run id and, for providers that create things, the hosts the
+    controller brought up once for all of them."""
     node.workerinput["perfci_run_id"] = node.config.stash[SETTINGS_KEY].run_id
+    session = node.config.stash[SESSION_KEY]
+    if session.shares_hosts:
+        node.workerinput["perfci_handles"] = json.dumps(session.export_all())
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -156,7 +174,10 @@ def perfci_provider(pytestconfig: pytest.Config) -> Iterator[Any]:
 def host(request: pytest.FixtureRequest, perfci_provider: Any) -> Host:
     """The target of this test id (one per target); brought up on first use and shared by the session."""
     name = getattr(request, "param", None) or perfci_provider.targets[0].name
-    return perfci_provider.host(name)
+    try:
+        return perfci_provider.host(name)
+    except TargetUnavailable as exc:
+        pytest.skip(f"target {name} unavailable: {exc}")
 
 
 @pytest.fixture(scope="session")
@@ -184,7 +205,10 @@ def _perfci_marker_gate(request: pytest.FixtureRequest) -> None:
         reason = markers.instance_type_reason(marks, name, known_type)
         if reason:
             pytest.skip(reason)
-    facts = session.host(name).facts
+    try:
+        facts = session.host(name).facts
+    except TargetUnavailable as exc:
+        pytest.skip(f"target {name} unavailable: {exc}")
     reason = markers.instance_type_reason(marks, name, known_type or facts.instance_type)
     reason = reason or markers.host_reason(marks, name, facts, lambda cap: session.capability(name, cap))
     if reason:

@@ -2,31 +2,57 @@
 
 One object owns acquisition and release so that teardown has a single place to happen, whatever
 fixture first asked for a host, and is idempotent when the unconfigure backstop runs it again.
+
+Under xdist the controller is the only process that creates or destroys anything: providers that
+can `export` a target are brought up by the controller, which hands workers a JSON handle to
+`attach` to; workers only connect and disconnect. So -n 8 costs what -n 1 costs, and one process
+(the one that outlives a crashed worker) tears down.
 """
 
 from __future__ import annotations
 
 import threading
-from functools import cached_property
+from typing import Any
 
 from pytest_perfci.capabilities import detect
+from pytest_perfci.cleanup.signals import shielded
 from pytest_perfci.hosts.base import Host
 from pytest_perfci.providers import Provider, Target
 from pytest_perfci.settings import Settings
 
+UNAVAILABLE = "perfci:unavailable"
+
+
+class TargetUnavailable(Exception):
+    """The provider could not bring this target up (e.g. no capacity); its tests skip with the reason."""
+
 
 class ProviderSession:
-    def __init__(self, settings: Settings, provider: Provider) -> None:
+    def __init__(self, settings: Settings, provider: Provider, handles: dict[str, dict[str, Any]] | None = None):
         self.settings = settings
         self.provider = provider
+        # Set in xdist workers: target name -> handle exported by the controller.
+        self.handles = handles
         self._hosts: dict[str, Host] = {}
         self._capabilities: dict[tuple[str, str], tuple[bool, str]] = {}
         self._lock = threading.Lock()
+        self._exported: dict[str, dict[str, Any]] | None = None
         self.closed = False
 
-    @cached_property
+    @property
+    def is_worker(self) -> bool:
+        return self.handles is not None
+
+    @property
+    def shares_hosts(self) -> bool:
+        """Whether the controller brings targets up for workers (only providers that create things)."""
+        return hasattr(self.provider, "export") and hasattr(self.provider, "attach")
+
+    @property
     def targets(self) -> list[Target]:
-        return self.provider.targets()
+        if not hasattr(self, "_targets"):
+            self._targets = self.provider.targets()
+        return self._targets
 
     def target(self, name: str) -> Target:
         for target in self.targets:
@@ -37,8 +63,28 @@ class ProviderSession:
     def host(self, name: str) -> Host:
         with self._lock:
             if name not in self._hosts:
-                self._hosts[name] = self.provider.acquire(self.target(name))
+                target = self.target(name)
+                handle = (self.handles or {}).get(name)
+                if handle is not None and UNAVAILABLE in handle:
+                    raise TargetUnavailable(handle[UNAVAILABLE])
+                if handle is not None:
+                    self._hosts[name] = self.provider.attach(target, handle)  # type: ignore[attr-defined]
+                else:
+                    self._hosts[name] = self.provider.acquire(target)
             return self._hosts[name]
+
+    def export_all(self) -> dict[str, dict[str, Any]]:
+        """Controller side: bring every target up once and describe how workers reach each."""
+        with self._lock:
+            if self._exported is None:
+                exported: dict[str, dict[str, Any]] = {}
+                for target in self.targets:
+                    try:
+                        exported[target.name] = self.provider.export(target)  # type: ignore[attr-defined]
+                    except TargetUnavailable as exc:
+                        exported[target.name] = {UNAVAILABLE: str(exc)}
+                self._exported = exported
+            return self._exported
 
     def capability(self, name: str, capability: str) -> tuple[bool, str]:
         key = (name, capability)
@@ -47,9 +93,13 @@ class ProviderSession:
         return self._capabilities[key]
 
     def close(self) -> None:
-        """Release everything; a kept run leaves resources up (the provider prints how to reach them)."""
+        """Release everything; a worker only disconnects, a kept run leaves resources up."""
         if self.closed:
             return
         self.closed = True
-        if not self.settings.keep:
-            self.provider.release_all()
+        if self.is_worker and self.shares_hosts:
+            for host in self._hosts.values():
+                host.close()
+        elif not self.settings.keep:
+            with shielded(self.settings.run_id):
+                self.provider.release_all()

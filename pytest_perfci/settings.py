@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 
 PROVIDERS = ("local", "inventory", "ec2", "kops")
 # Providers this version can really bring up; the others are rejected before anything is created.
-IMPLEMENTED_PROVIDERS = ("local",)
+IMPLEMENTED_PROVIDERS = ("local", "inventory")
 
 # EC2 names are FAMILY.SIZE: m7i.metal-24xl, c7g.metal, m7i.2xlarge, u-6tb1.metal.
 INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9][a-z0-9-]*$")

@@ -12,6 +12,10 @@ def make_provider(settings: Settings) -> Provider:
     name = settings.effective_provider
     if name == "local":
         return LocalProvider()
+    if name == "inventory":
+        from pytest_perfci.providers.inventory import InventoryProvider
+
+        return InventoryProvider(settings)
     raise NotImplementedError(f"provider {name!r} is not available in this version")
 
 

@@ -571,6 +571,15 @@ class InventoryProvider:
             raise
         return host
 
+    def export(self, target: Target) -> dict[str, Any]:
+        """Lock the host here (the xdist controller) and tell workers which one it is."""
+        self.acquire(target)
+        return {"name": target.name}
+
+    def attach(self, target: Target, handle: dict[str, Any]) -> Host:
+        """A worker's own connection to a host whose lock the controller holds and will release."""
+        return self.inventory.host(str(handle["name"])).ssh_host()
+
     # -- locking ------------------------------------------------------------------------------------
 
     def _owner(self) -> LockOwner:
@@ -721,3 +730,4 @@ __all__ = [
     "LockOwner",
     "load_inventory",
 ]
+
