@@ -28,6 +28,7 @@ from pytest_perfci.providers.ec2 import (
     CapacityUnavailable,
     Catalog,
     EC2Provider,
+    EC2SetupError,
     NoCredentials,
     QuotaExceeded,
     UnknownInstanceType,
@@ -476,3 +477,17 @@ def test_heartbeat_moves_tags_and_host_deadline(
     finally:
         p.release_all()
     assert resources(moto) == NOTHING
+
+
+def test_failed_start_is_not_retried_and_still_cleaned(tmp_path: Path, moto: MotoServer) -> None:
+    p = _provider(make_settings(tmp_path, moto, "m7i.large"), tmp_path)
+    seen = inject(p, "CreateSecurityGroup", lambda params: "UnauthorizedOperation")
+    for _ in range(2):
+        with pytest.raises(EC2SetupError, match="^setting up the run's key pair/security group failed: "
+                                                "UnauthorizedOperation"):
+            p.acquire(p.targets()[0])
+    assert len(seen) == 1, "a half-done start must not create the key pair again"
+    assert resources(moto)["key_pairs"] == ["perfci-test-run-ssh"]
+    p.release_all()
+    assert resources(moto) == NOTHING
+    assert p.ledger.outstanding("perfci-test-run") == []

@@ -149,6 +149,7 @@ class EC2Provider:
         self._records: dict[str, InstanceRecord] = {}
         self._hosts: dict[str, SSHHost] = {}
         self._heartbeat: userdata.Heartbeat | None = None
+        self._start_error: BaseException | None = None
 
     # -- Provider protocol ---------------------------------------------------------------------------
 
@@ -259,35 +260,51 @@ class EC2Provider:
         with self._lock:
             if self._executor is not None:
                 return
+            if self._start_error is not None:  # never re-create shared resources after a half-done start
+                raise self._start_error
             if self._closing.is_set():
                 raise Cancelled("provider is releasing; not provisioning")
-            expires = network.expires_at(self.settings.ttl)
-            self._deadline = userdata.epoch(datetime.now(UTC) + self.settings.ttl)
-            tags = network.make_tags(self.run_id, self.settings.owner, expires, self.suite, f"{self.run_id}")
-            vpc = network.default_vpc(self._ec2)
-            self._key = network.create_key_pair(
-                self._ec2, self.ledger, run_id=self.run_id, region=self.region, key_dir=self.key_dir, tags=tags
-            )
-            assert self._cidr is not None
-            self._group_id = network.create_security_group(
-                self._ec2, self.ledger, run_id=self.run_id, region=self.region, vpc_id=vpc,
-                cidr=self._cidr, tags=tags,
-            )
-            self.progress(f"perfci {self.run_id}: SSH allowed from {self._cidr} only; expires {expires}")
-            self._subnets = network.subnets_by_zone(self._ec2, vpc)
-            self._heartbeat = userdata.Heartbeat(
-                self._ec2,
-                ttl=self.settings.ttl,
-                interval=self.heartbeat_interval,
-                resources=self._tagged_ids,
-                hosts=lambda: list(self._hosts.values()),
-                progress=self.progress,
-                state_dir=self.host_state_dir,
-            ).start()
-            self._executor = ThreadPoolExecutor(max_workers=min(self.max_workers, max(1, len(plan))),
-                                                thread_name_prefix="perfci-ec2")
-            for itype, (info, image) in plan.items():
-                self._futures[itype] = self._executor.submit(self._provision, info, image, tags)
+            try:
+                self._start_locked(plan)
+            except ClientError as e:
+                err = e.response.get("Error", {})
+                self._start_error = EC2SetupError(
+                    f"setting up the run's key pair/security group failed: {err.get('Code')}: {err.get('Message')}"
+                )
+                raise self._start_error from None
+            except BaseException as e:
+                self._start_error = e
+                raise
+
+    def _start_locked(self, plan: dict[str, tuple[InstanceTypeInfo, Image]]) -> None:
+        """Shared per-run access, the heartbeat, and one provisioning thread per type."""
+        expires = network.expires_at(self.settings.ttl)
+        self._deadline = userdata.epoch(datetime.now(UTC) + self.settings.ttl)
+        tags = network.make_tags(self.run_id, self.settings.owner, expires, self.suite, f"{self.run_id}")
+        vpc = network.default_vpc(self._ec2)
+        self._key = network.create_key_pair(
+            self._ec2, self.ledger, run_id=self.run_id, region=self.region, key_dir=self.key_dir, tags=tags
+        )
+        assert self._cidr is not None
+        self._group_id = network.create_security_group(
+            self._ec2, self.ledger, run_id=self.run_id, region=self.region, vpc_id=vpc,
+            cidr=self._cidr, tags=tags,
+        )
+        self.progress(f"perfci {self.run_id}: SSH allowed from {self._cidr} only; expires {expires}")
+        self._subnets = network.subnets_by_zone(self._ec2, vpc)
+        self._heartbeat = userdata.Heartbeat(
+            self._ec2,
+            ttl=self.settings.ttl,
+            interval=self.heartbeat_interval,
+            resources=self._tagged_ids,
+            hosts=lambda: list(self._hosts.values()),
+            progress=self.progress,
+            state_dir=self.host_state_dir,
+        ).start()
+        self._executor = ThreadPoolExecutor(max_workers=min(self.max_workers, max(1, len(plan))),
+                                            thread_name_prefix="perfci-ec2")
+        for itype, (info, image) in plan.items():
+            self._futures[itype] = self._executor.submit(self._provision, info, image, tags)
 
     def _tagged_ids(self) -> list[str]:
         ids = [r.instance_id for r in self._records.values() if r.state != "terminated"]
