@@ -6,7 +6,9 @@ list of places where perfci meets pytest.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,8 +16,8 @@ import pytest
 
 from pytest_perfci import markers
 from pytest_perfci.cleanup import signals
-from pytest_perfci.session import TargetUnavailable
 from pytest_perfci.hosts.base import Host
+from pytest_perfci.providers.base import TargetUnavailable
 from pytest_perfci.settings import (
     IMPLEMENTED_PROVIDERS,
     Settings,
@@ -106,14 +108,19 @@ def pytest_configure(config: pytest.Config) -> None:
                     f"--provider={name}: not available in this version of pytest-perfci; "
                     f"available: {', '.join(IMPLEMENTED_PROVIDERS)}"
                 )
-            provider = make_provider(settings)
+            provider = make_provider(
+                settings,
+                address=lambda instance: config.hook.pytest_perfci_host_address(instance=instance),
+                progress=_progress_printer(config),
+            )
         handles = json.loads(workerinput["perfci_handles"]) if workerinput and "perfci_handles" in workerinput else None
         session = ProviderSession(settings, provider, handles)
         session.targets  # noqa: B018 - naming the targets validates the selection before anything is created
         if workerinput is None and hasattr(provider, "validate"):
             provider.validate()  # API-side checks (types exist, AMI arch, credentials): still nothing created
-    except ValueError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    except (ValueError, RuntimeError) as exc:
+        # Bad selection, unknown type, AMI/arch mismatch, no credentials: one line, nothing created.
+        raise pytest.UsageError(f"perfci: {exc}" if not str(exc).startswith(("perfci", "-")) else str(exc)) from None
     config.stash[SETTINGS_KEY] = settings
     config.stash[SESSION_KEY] = session
     if workerinput is None:
@@ -121,6 +128,30 @@ def pytest_configure(config: pytest.Config) -> None:
         config.add_cleanup(signals.install())
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(CapabilityCollector(settings), "perfci-capabilities")
+
+
+def _progress_printer(config: pytest.Config) -> Callable[[str], None]:
+    """Progress lines on the real terminal, even from inside a captured fixture setup."""
+
+    def emit(line: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        capman = config.pluginmanager.get_plugin("capturemanager")
+        with capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext():
+            if reporter is not None:
+                reporter.write_line(f"perfci: {line}")
+            else:  # configure time (no reporter yet) or an xdist worker
+                sys.stderr.write(f"perfci: {line}\n")
+                sys.stderr.flush()
+
+    return emit
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_perfci_host_address(instance: dict[str, Any]) -> str | None:
+    """Default: public IP, else private IP (a conftest hook that returns a value wins)."""
+    from pytest_perfci.providers.ec2.provider import default_address
+
+    return default_address(instance)
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -18,13 +18,10 @@ from pytest_perfci.capabilities import detect
 from pytest_perfci.cleanup.signals import shielded
 from pytest_perfci.hosts.base import Host
 from pytest_perfci.providers import Provider, Target
+from pytest_perfci.providers.base import TargetUnavailable
 from pytest_perfci.settings import Settings
 
 UNAVAILABLE = "perfci:unavailable"
-
-
-class TargetUnavailable(Exception):
-    """The provider could not bring this target up (e.g. no capacity); its tests skip with the reason."""
 
 
 class ProviderSession:

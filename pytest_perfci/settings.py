@@ -10,7 +10,7 @@ import getpass
 import re
 import secrets
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 
 PROVIDERS = ("local", "inventory", "ec2", "kops")
 # Providers this version can really bring up; the others are rejected before anything is created.
-IMPLEMENTED_PROVIDERS = ("local", "inventory")
+IMPLEMENTED_PROVIDERS = ("local", "inventory", "ec2")
 
 # EC2 names are FAMILY.SIZE: m7i.metal-24xl, c7g.metal, m7i.2xlarge, u-6tb1.metal.
 INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9][a-z0-9-]*$")
@@ -67,7 +67,7 @@ CLI_NAMES = {
 
 def new_run_id() -> str:
     """Sortable and unique enough to tag every resource of one run (EC2 tag values, kops cluster names)."""
-    return f"perfci-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    return f"perfci-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
 def split_types(value: Any) -> Any:

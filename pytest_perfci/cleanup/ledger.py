@@ -11,7 +11,7 @@ import json
 import os
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +23,7 @@ Resource = str
 
 
 class Entry(BaseModel):
-    ts: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    ts: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     run_id: str
     kind: Kind
     resource: Resource

@@ -13,6 +13,11 @@ from pydantic import BaseModel, ConfigDict
 from pytest_perfci.hosts.base import Host
 
 
+class TargetUnavailable(Exception):
+    """A provider cannot bring this target up (e.g. no capacity anywhere); its tests skip with the
+    reason while the rest of the run goes on."""
+
+
 class Target(BaseModel):
     """One machine a run checks; `name` is the test-id fragment and the summary row."""
 

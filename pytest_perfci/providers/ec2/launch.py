@@ -23,6 +23,7 @@ from typing import Any
 from botocore.exceptions import ClientError, WaiterError
 
 from pytest_perfci.cleanup.ledger import Ledger
+from pytest_perfci.providers.base import TargetUnavailable
 from pytest_perfci.providers.ec2.network import tag_spec
 
 Progress = Callable[[str], None]
@@ -79,7 +80,7 @@ class QuotaExceeded(LaunchError):
         self.quota_code = quota_code
 
 
-class CapacityUnavailable(LaunchError):
+class CapacityUnavailable(LaunchError, TargetUnavailable):
     """No AZ offering the type had capacity: that type's tests skip with this reason."""
 
     def __init__(self, instance_type: str, attempts: list[tuple[str, str, str]]) -> None:

@@ -14,6 +14,7 @@ next step), then runs teardown() from the ledger.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 import time
@@ -167,6 +168,21 @@ class EC2Provider:
         if itype not in self._futures:
             raise EC2SetupError(f"{itype} was not requested (requested: {', '.join(self._futures)})")
         return self._futures[itype].result()
+
+    def export(self, target: Target) -> dict[str, Any]:
+        """xdist controller: bring the type up here and describe how a worker reaches it."""
+        itype = target.instance_type or target.name
+        self.acquire(target)
+        return {**dataclasses.asdict(self._records[itype]), "region": self.region}
+
+    def attach(self, target: Target, handle: dict[str, Any]) -> SSHHost:
+        """xdist worker: its own connection to an instance the controller created (and will destroy)."""
+        return SSHHost(
+            target.name, handle["address"], user=handle["user"], port=int(handle["port"]),
+            key_filename=handle["key_path"], connect_timeout=self.ssh_connect_timeout,
+            known_hosts=handle["known_hosts"], host_key_policy="reject",
+            instance_type=handle["instance_type"], region=handle["region"], ami=handle["ami"],
+        )
 
     def release_all(self) -> TeardownReport | None:
         """Stop the heartbeat, let provisioning threads stop, destroy everything in the ledger."""
