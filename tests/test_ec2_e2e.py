@@ -26,7 +26,7 @@ def run_pytest(moto: MotoServer, sshd: SshdServer, results: Path, *args: str,
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "tests.ec2_harness",
          f"--perfci-results={results}", "--perfci-ssh-user=root", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL,
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL, check=False,
     )
 
 

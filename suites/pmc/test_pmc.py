@@ -12,8 +12,16 @@ from collections.abc import Callable
 import pytest
 
 from pytest_perfci.checks.expectations import Expectations, Outcome, decide
-from pytest_perfci.checks.pmc import PmcContext, Reason, Status, Verdict, compare_readers, judge_counter, judge_cpi
-from pytest_perfci.checks.pmc import judge_errno
+from pytest_perfci.checks.pmc import (
+    PmcContext,
+    Reason,
+    Status,
+    Verdict,
+    compare_readers,
+    judge_counter,
+    judge_cpi,
+    judge_errno,
+)
 from pytest_perfci.collect.pmc import run_perf_stat, run_probe
 from pytest_perfci.hosts.base import Host
 
@@ -121,7 +129,7 @@ def test_counters(
     perfci_capability: Callable[..., None],
 ) -> None:
     """A wider set of generic hardware events: counted, not supported, or stuck at zero."""
-    stat, result = run_perf_stat(host, [f"{event}:u"])
+    stat, _ = run_perf_stat(host, [f"{event}:u"])
     verdict = judge_counter(stat.get(event), event, pmc_context)
     perfci_capability(event, verdict.ok, cell(verdict), host=host)
     expected = expectations.for_target(target_key(host)).get(event)
