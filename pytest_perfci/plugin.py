@@ -170,6 +170,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         session.close()  # backstop: normally the session fixture already released everything
 
 
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """--perfci-keep: the "perfci kept" section (ssh command, expires-at, reap command per kept host)."""
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None and session.settings.keep and not session.is_worker:
+        from pytest_perfci import keep
+
+        keep.report(terminalreporter, session.settings, session.provider)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         try:

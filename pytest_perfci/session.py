@@ -97,6 +97,10 @@ class ProviderSession:
         if self.is_worker and self.shares_hosts:
             for host in self._hosts.values():
                 host.close()
-        elif not self.settings.keep:
+        elif self.settings.keep:
+            from pytest_perfci.keep import freeze
+
+            freeze(self.provider)  # nothing torn down; the heartbeat stops, so the self-destruct still fires
+        else:
             with shielded(self.settings.run_id):
                 self.provider.release_all()
