@@ -67,7 +67,7 @@ def test_bad_inventory_is_a_usage_error_before_any_connection(tmp_path: Path) ->
     inv.write_text('[[hosts]]\nname = "x"\nuser = "root"\n')
     proc = _pytest("suites/pmc", "--provider=inventory", f"--perfci-inventory={inv}", tmp_path=tmp_path)
     assert proc.returncode == 4
-    assert proc.stderr.splitlines()[0].startswith(f"ERROR: {inv}: hosts[0] (x): missing field 'address'")
+    assert proc.stderr.splitlines()[0].startswith(f"ERROR: perfci: {inv}: hosts[0] (x): missing field 'address'")
 
 
 def test_no_host_with_the_labels_is_a_usage_error(tmp_path: Path, sshd: SshdServer) -> None:

@@ -11,8 +11,10 @@ pytestmark = pytest.mark.usefixtures("clean_perfci_env")
 
 @pytest.fixture
 def clean_perfci_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("PERFCI_PROVIDER", "PERFCI_INSTANCE_TYPE", "PERFCI_REGION", "PERFCI_RUN_ID", "PERFCI_KEEP"):
+    for name in ("PERFCI_PROVIDER", "PERFCI_INSTANCE_TYPE", "PERFCI_REGION", "PERFCI_RUN_ID", "PERFCI_KEEP",
+                 "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
 
 
 def test_help_shows_the_perfci_group(pytester: pytest.Pytester) -> None:
@@ -50,7 +52,8 @@ def test_markers_are_registered_and_documented(pytester: pytest.Pytester) -> Non
         (["--region=moon-1"], "ERROR: --region: 'moon-1' is not an AWS region name*"),
         (["--perfci-run-id=x"], "ERROR: --perfci-run-id: 'x' is not a valid run id*"),
         (["--provider=local", "--instance-type=c7g.metal"], "ERROR: perfci: --provider=local runs on this machine*"),
-        (["--instance-type=c7g.metal"], "ERROR: --provider=ec2: not available in this version of pytest-perfci*"),
+        (["--provider=kops"], "ERROR: --provider=kops: not available in this version of pytest-perfci*"),
+        (["--instance-type=c7g.metal"], "ERROR: perfci: no AWS region: pass --region or set AWS_DEFAULT_REGION"),
     ],
 )
 def test_bad_options_are_usage_errors_before_anything_runs(
