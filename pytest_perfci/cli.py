@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_pmc(sub)
     _add_reap(sub)
+    _add_resctrl(sub)
     return parser
 
 
@@ -378,6 +379,93 @@ def _reap(args: argparse.Namespace) -> int:
     counts = {s: sum(1 for o in report.outcomes if o.status == s) for s in ("deleted", "already_gone", "failed")}
     print(f"reaped {what}: {counts['deleted']} deleted, {counts['already_gone']} already gone, "
           f"{counts['failed']} failed")
+    return code
+
+
+# --- perfci resctrl -----------------------------------------------------------------------------
+
+
+def _add_resctrl(sub: Any) -> None:
+    resctrl = sub.add_parser("resctrl", help="Linux resctrl (cache allocation, memory bandwidth, monitoring)")
+    resctrl_sub = resctrl.add_subparsers(dest="resctrl_command", metavar="COMMAND")
+    resctrl_sub.required = True
+    judge = resctrl_sub.add_parser(
+        "judge",
+        help="judge recorded cpuinfo, /proc/filesystems and a resctrl tree",
+        description=(
+            "Print the three-part resctrl verdict (hardware capable? kernel supports? mounted and usable?) "
+            "and the parsed capabilities from recorded files. Exit 0 when resctrl is usable, 1 when not, "
+            "2 when an input cannot be read."
+        ),
+    )
+    judge.add_argument("--cpuinfo", metavar="F", help="/proc/cpuinfo or lscpu output")
+    judge.add_argument("--filesystems", metavar="F", help="/proc/filesystems")
+    judge.add_argument("--tree", metavar="DIR", help="a copy of a mounted /sys/fs/resctrl")
+    judge.add_argument("--kernel-config", metavar="F", help="kernel config (/boot/config-*, zcat /proc/config.gz)")
+    judge.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    judge.set_defaults(func=_resctrl_judge)
+
+
+def _read_tree(root: Path) -> dict[str, str]:
+    if not root.is_dir():
+        raise OSError(f"{root}: not a directory")
+    files: dict[str, str] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_dir():
+            files[rel + "/"] = ""
+        else:
+            files[rel] = path.read_text(encoding="utf-8", errors="replace")
+    return files
+
+
+def _resctrl_judge(args: argparse.Namespace) -> int:
+    from pytest_perfci.checks import resctrl as r
+
+    try:
+        cpu = r.parse_cpu_flags(_read(args.cpuinfo)) if args.cpuinfo else None
+        fs = r.parse_filesystems(_read(args.filesystems)) if args.filesystems else None
+        config = r.parse_kernel_config(_read(args.kernel_config)) if args.kernel_config else None
+        tree = r.parse_tree(_read_tree(Path(args.tree))) if args.tree else None
+    except OSError as exc:
+        print(f"perfci resctrl judge: {exc.strerror and f'{exc.filename}: {exc.strerror}' or exc}", file=sys.stderr)
+        return 2
+    if cpu is None and fs is None and tree is None:
+        print("perfci resctrl judge: nothing to judge; pass --cpuinfo, --filesystems and/or --tree", file=sys.stderr)
+        return 2
+    verdict = r.judge_availability(cpu, fs, tree, kernel_config=config)
+    code = 0 if verdict.usable else 1
+    if args.json:
+        doc = {
+            "ok": verdict.usable, "exit_code": code, "line": verdict.line(),
+            "verdict": verdict.model_dump(mode="json", exclude={"resource_info"}),
+            "capabilities": list(verdict.capabilities),
+            "cpu": {**cpu.model_dump(mode="json"), "flags": sorted(cpu.flags)} if cpu else None,
+            "tree": tree.model_dump(mode="json") if tree else None,
+        }
+        print(json.dumps(doc, indent=2, sort_keys=True, default=sorted))
+        return code
+    print(f"resctrl: {verdict.status.value}" + (f" ({verdict.reason.value})" if verdict.reason else ""))
+    for label, part in (("hardware", verdict.hardware), ("kernel", verdict.kernel), ("runtime", verdict.runtime)):
+        if part.phrase:
+            state = {True: "yes", False: "no", None: "?"}[part.ok]
+            print(f"  {label:<9}{state:<4}{part.phrase}")
+    if cpu is not None:
+        extra = " (flag list truncated in this file)" if cpu.truncated else ""
+        print(f"  cpu      {cpu.vendor} {cpu.arch}: RDT/QoS flags {' '.join(cpu.rdt) or 'none'}{extra}")
+    if tree is not None:
+        for name, info in tree.resources.items():
+            fields = info.model_dump(exclude={"name"}, exclude_none=True, exclude_defaults=True)
+            shown = ", ".join(f"{k}={v:#x}" if k in ("cbm_mask", "shareable_bits") else f"{k}={v}"
+                              for k, v in fields.items())
+            print(f"  info/{name:<8}{shown}")
+        for res, domains in tree.schemata.items():
+            print(f"  schemata {res}: " + ";".join(f"{d}={v}" for d, v in domains.items()))
+        if tree.last_cmd_status is not None:
+            print(f"  last_cmd_status: {tree.last_cmd_status}")
+    if verdict.capabilities:
+        print(f"  capabilities: {' '.join(verdict.capabilities)}")
+    print(verdict.line())
     return code
 
 
