@@ -1,0 +1,514 @@
+"""kops clusters: create, validate (with progress lines), export a private kubeconfig, delete.
+
+The cluster is one resource: nodes sit in auto-scaling groups that would replace any instance
+terminated alone, so teardown (and the reaper) act on the cluster with ``kops delete cluster``.
+
+* Ledger: an ``intent`` line (id = cluster name) before ``kops create cluster``, ``created`` after,
+  ``deleted`` once ``kops delete cluster`` succeeded or found it gone; so a SIGKILLed run leaves a
+  ledger entry ``perfci reap --ledger`` acts on.
+* Tags: ``--cloud-labels`` put perfci:run-id / owner / expires-at (and the state store) on every
+  cloud resource kops creates, so ``perfci reap --expired`` finds the cluster by its instances
+  (:func:`describe_clusters`) and deletes it with :func:`delete_clusters` (kind ``cluster``).
+  Both are registered with the reaper when this module is imported.
+* Delete is retried, idempotent ("not found" is success) and runs shielded from SIGINT/SIGTERM.
+
+Output formats (kops cmd/kops/validate_cluster.go): ``validate cluster -o json`` writes one JSON
+object per attempt with no separator (``{"failures":[...],"nodes":[...]}{"nodes":[...]}``), retry
+warnings go to stderr; exit 0 when ready, 2 when the last attempt had failures, 1 on an error such
+as "wait time exceeded during validation".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pytest_perfci.cleanup import reaper
+from pytest_perfci.cleanup.ledger import Ledger
+from pytest_perfci.cleanup.reaper import (
+    CLUSTER,
+    TAG_EXPIRES,
+    TAG_OWNER,
+    TAG_RUN_ID,
+    TAG_SUITE,
+    Described,
+    Orphan,
+    Outcome,
+    ReapContext,
+)
+from pytest_perfci.cleanup.signals import shielded
+from pytest_perfci.providers.base import Target, TargetUnavailable
+
+TAG_KOPS_STATE = "perfci:kops-state"
+# kops tags every instance it creates with the cluster's name.
+TAG_KOPS_CLUSTER = "KubernetesCluster"
+
+Progress = Callable[[str], None]
+
+
+class KopsError(RuntimeError):
+    """A kops command failed; str() is one line naming the command and kops' own last words."""
+
+
+class ClusterNotReady(KopsError):
+    """``kops validate cluster`` never succeeded; ``failures`` is the last attempt's list."""
+
+    def __init__(self, message: str, failures: list[dict[str, Any]]):
+        super().__init__(message)
+        self.failures = failures
+
+
+# --- pure helpers ---------------------------------------------------------------------------------
+
+
+def parse_validate_output(text: str) -> list[dict[str, Any]]:
+    """Every JSON object in ``kops validate cluster -o json`` output, in order (they are concatenated)."""
+    decoder = json.JSONDecoder()
+    out: list[dict[str, Any]] = []
+    i = 0
+    while i < len(text):
+        start = text.find("{", i)
+        if start < 0:
+            break
+        try:
+            obj, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            i = start + 1
+            continue
+        if isinstance(obj, dict):
+            out.append(obj)
+        i = end
+    return out
+
+
+def split_json_stream(text: str) -> tuple[list[dict[str, Any]], str]:
+    """Complete JSON objects at the start of a growing buffer, and the incomplete rest."""
+    decoder = json.JSONDecoder()
+    out: list[dict[str, Any]] = []
+    i = 0
+    while True:
+        start = text.find("{", i)
+        if start < 0:
+            return out, ""
+        try:
+            obj, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            return out, text[start:]
+        if isinstance(obj, dict):
+            out.append(obj)
+        i = end
+
+
+def describe_failures(failures: Sequence[dict[str, Any]], limit: int = 3) -> str:
+    """'InstanceGroup nodes-us-east-1a: did not have enough nodes 0 vs 3; ...' (first few)."""
+    parts = []
+    for f in failures[:limit]:
+        kind, name, msg = f.get("type", ""), f.get("name", ""), f.get("message", "")
+        parts.append(f"{kind} {name}: {msg}".strip() if (kind or name) else str(msg))
+    more = f"; +{len(failures) - limit} more" if len(failures) > limit else ""
+    return "; ".join(parts) + more
+
+
+def cloud_labels(tags: dict[str, str]) -> str:
+    """kops --cloud-labels value: comma-separated key=value (neither may hold ',' or '=')."""
+    for k, v in tags.items():
+        if any(c in k + v for c in ",=") or not k:
+            raise ValueError(f"cloud label {k}={v!r} cannot hold ',' or '='")
+    return ",".join(f"{k}={v}" for k, v in tags.items())
+
+
+def cluster_name(run_id: str) -> str:
+    """Gossip clusters (no DNS) must end in .k8s.local."""
+    return f"{run_id}.k8s.local"
+
+
+def is_not_found(text: str) -> bool:
+    low = text.lower()
+    return "not found" in low or "no such cluster" in low
+
+
+# --- configuration --------------------------------------------------------------------------------
+
+
+@dataclass
+class KopsConfig:
+    name: str
+    state: str                                  # s3://bucket[/prefix]
+    zones: tuple[str, ...]
+    node_count: int
+    node_size: str
+    control_plane_size: str | None = None
+    kubernetes_version: str | None = None
+    networking: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    kops: str = "kops"
+    kubectl: str = "kubectl"
+    validate_wait: str = "20m"
+    delete_attempts: int = 4
+    delete_backoff: float = 10.0
+    extra_create_args: tuple[str, ...] = ()
+
+    def create_args(self) -> list[str]:
+        args = [
+            self.kops, "create", "cluster",
+            "--name", self.name,
+            "--state", self.state,
+            "--zones", ",".join(self.zones),
+            "--node-count", str(self.node_count),
+            "--node-size", self.node_size,
+            "--dns", "none",
+            "--cloud-labels", cloud_labels(self.tags),
+        ]
+        if self.control_plane_size:
+            args += ["--control-plane-size", self.control_plane_size]
+        if self.kubernetes_version:
+            args += ["--kubernetes-version", self.kubernetes_version]
+        if self.networking:
+            args += ["--networking", self.networking]
+        return [*args, *self.extra_create_args, "--yes"]
+
+    def validate_args(self, kubeconfig: Path | None = None) -> list[str]:
+        args = [self.kops, "validate", "cluster", "--name", self.name, "--state", self.state,
+                "--wait", self.validate_wait, "--output", "json"]
+        if kubeconfig is not None:
+            args += ["--kubeconfig", str(kubeconfig)]
+        return args
+
+    def export_args(self, kubeconfig: Path) -> list[str]:
+        return [self.kops, "export", "kubecfg", "--name", self.name, "--state", self.state,
+                "--admin", "--kubeconfig", str(kubeconfig)]
+
+    def delete_args(self) -> list[str]:
+        return [self.kops, "delete", "cluster", "--name", self.name, "--state", self.state, "--yes"]
+
+
+def state_store(explicit: str | None = None, env: dict[str, str] | None = None) -> str | None:
+    """--perfci-kops-state, else KOPS_STATE_STORE (what kops itself reads)."""
+    env = dict(os.environ) if env is None else env
+    value = explicit or env.get("PERFCI_KOPS_STATE") or env.get("KOPS_STATE_STORE")
+    return value or None
+
+
+def perfci_tags(run_id: str, owner: str, ttl: timedelta, state: str, suite: str = "cl2",
+                now: datetime | None = None) -> dict[str, str]:
+    expires = ((now or datetime.now(UTC)) + ttl).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    owner = "".join(c if c.isalnum() or c in "-_.@" else "-" for c in owner) or "-"
+    return {TAG_RUN_ID: run_id, TAG_OWNER: owner, TAG_EXPIRES: expires, TAG_SUITE: suite,
+            TAG_KOPS_STATE: state}
+
+
+# --- the handle a test gets -----------------------------------------------------------------------
+
+
+@dataclass
+class Cluster:
+    name: str
+    kubeconfig: Path
+    node_count: int
+    node_size: str
+    zones: tuple[str, ...]
+    kubectl_bin: str = "kubectl"
+    validation: dict[str, Any] = field(default_factory=dict)
+
+    def kubectl(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """kubectl against this cluster only (its private kubeconfig)."""
+        cmd = [self.kubectl_bin, "--kubeconfig", str(self.kubeconfig), *args]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        if check and result.returncode != 0:
+            raise KopsError(f"{' '.join(cmd)} exited {result.returncode}: {result.stderr.strip()[-500:]}")
+        return result
+
+
+# --- lifecycle ------------------------------------------------------------------------------------
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+class KopsCluster:
+    """One cluster's lifecycle. ``up()`` = create + validate + export; ``delete()`` is always safe."""
+
+    def __init__(
+        self,
+        config: KopsConfig,
+        *,
+        run_id: str,
+        ledger: Ledger,
+        workdir: Path,
+        region: str | None = None,
+        progress: Progress = print,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self.run_id = run_id
+        self.ledger = ledger
+        self.workdir = workdir
+        self.region = region
+        self.progress = progress
+        self.sleep = sleep
+        self.kubeconfig = workdir / f"kubeconfig-{config.name}"
+        self.create_attempted = False
+        self.deleted = False
+        self.handle: Cluster | None = None
+        self._lock = threading.Lock()
+
+    def _run(self, args: list[str], timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False,
+                                  stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise KopsError(f"{args[0]}: not found on PATH") from None
+
+    def _record(self, kind: str, **data: Any) -> None:
+        self.ledger.record(self.run_id, kind, CLUSTER, id=self.config.name, region=self.region,  # type: ignore[arg-type]
+                           data={"tags": self.config.tags, "state": self.config.state, **data})
+
+    def create(self) -> None:
+        self._record("intent")
+        self.create_attempted = True
+        cfg = self.config
+        self.progress(f"kops: creating cluster {cfg.name} ({cfg.node_count} x {cfg.node_size} in "
+                      f"{','.join(cfg.zones)}; state {cfg.state})")
+        started = time.monotonic()
+        result = self._run(cfg.create_args())
+        if result.returncode != 0:
+            raise KopsError(f"kops create cluster {cfg.name} exited {result.returncode}: "
+                            f"{_last_line(result.stderr) or _last_line(result.stdout)}")
+        self._record("created")
+        self.progress(f"kops: cluster {cfg.name} created in {time.monotonic() - started:.0f}s")
+
+    def validate(self) -> dict[str, Any]:
+        """Wait until kops says the cluster is ready; a progress line per validation attempt."""
+        cfg = self.config
+        self.progress(f"kops: validating {cfg.name} (up to {cfg.validate_wait})")
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(cfg.validate_args(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise KopsError(f"{cfg.kops}: not found on PATH") from None
+        stderr: list[bytes] = []
+        reader = threading.Thread(target=lambda: stderr.extend(proc.stderr or []), daemon=True)
+        reader.start()
+        pending = ""
+        attempts: list[dict[str, Any]] = []
+        try:
+            assert proc.stdout is not None
+            fd = proc.stdout.fileno()
+            while True:
+                chunk = os.read(fd, 65536)  # whatever is there: one line per attempt, as it comes
+                if not chunk:
+                    break
+                objs, pending = split_json_stream(pending + chunk.decode("utf-8", "replace"))
+                for obj in objs:
+                    attempts.append(obj)
+                    self._report_attempt(len(attempts), obj, time.monotonic() - started)
+            code = proc.wait()
+        finally:
+            if proc.poll() is None:  # interrupted (Ctrl-C, SIGTERM): do not leave kops running
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        reader.join(timeout=5)
+        attempts.extend(parse_validate_output(pending))
+        last = attempts[-1] if attempts else {}
+        failures = list(last.get("failures") or [])
+        if code != 0:
+            err = b"".join(stderr).decode("utf-8", "replace")
+            why = describe_failures(failures) if failures else (_last_line(err) or f"exit {code}")
+            raise ClusterNotReady(
+                f"kops validate cluster {cfg.name}: not ready after {time.monotonic() - started:.0f}s "
+                f"({len(attempts)} attempt(s), exit {code}): {why}", failures)
+        nodes = last.get("nodes") or []
+        self.progress(f"kops: cluster {cfg.name} ready after {time.monotonic() - started:.0f}s "
+                      f"({len(nodes)} node(s))")
+        return last
+
+    def _report_attempt(self, n: int, obj: dict[str, Any], elapsed: float) -> None:
+        failures = obj.get("failures") or []
+        nodes = obj.get("nodes") or []
+        ready = sum(1 for node in nodes if str(node.get("status", "")) == "True")
+        if failures:
+            self.progress(f"kops: validate attempt {n} at {elapsed:.0f}s: {ready}/{len(nodes)} node(s) ready, "
+                          f"{len(failures)} failure(s): {describe_failures(failures)}")
+        else:
+            self.progress(f"kops: validate attempt {n} at {elapsed:.0f}s: {ready}/{len(nodes)} node(s) ready, "
+                          "no failures")
+
+    def export_kubecfg(self) -> Path:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        result = self._run(self.config.export_args(self.kubeconfig), timeout=300)
+        if result.returncode != 0:
+            raise KopsError(f"kops export kubecfg {self.config.name} exited {result.returncode}: "
+                            f"{_last_line(result.stderr) or _last_line(result.stdout)}")
+        if self.kubeconfig.exists():
+            self.kubeconfig.chmod(0o600)
+        return self.kubeconfig
+
+    def up(self) -> Cluster:
+        """create -> validate -> export kubecfg; on any failure the caller must still call delete()."""
+        self.create()
+        validation = self.validate()
+        self.export_kubecfg()
+        cfg = self.config
+        self.handle = Cluster(name=cfg.name, kubeconfig=self.kubeconfig, node_count=cfg.node_count,
+                              node_size=cfg.node_size, zones=cfg.zones, kubectl_bin=cfg.kubectl,
+                              validation=validation)
+        return self.handle
+
+    def delete(self) -> str:
+        """``kops delete cluster --yes`` with retries; 'deleted' or 'already_gone'. Idempotent."""
+        with self._lock:
+            if self.deleted or not self.create_attempted:
+                return "already_gone"
+            with shielded(self.run_id):
+                status = delete_cluster(self.config.kops, self.config.name, self.config.state,
+                                        attempts=self.config.delete_attempts, backoff=self.config.delete_backoff,
+                                        progress=self.progress, sleep=self.sleep)
+            self._record("deleted", status=status)
+            self.deleted = True
+            if self.kubeconfig.exists():
+                self.kubeconfig.unlink()
+            return status
+
+
+def delete_cluster(
+    kops: str,
+    name: str,
+    state: str,
+    *,
+    attempts: int = 4,
+    backoff: float = 10.0,
+    progress: Progress = print,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """Delete one cluster; 'deleted', 'already_gone', or KopsError after the last attempt."""
+    args = [kops, "delete", "cluster", "--name", name, "--state", state, "--yes"]
+    last = ""
+    for attempt in range(1, attempts + 1):
+        progress(f"kops: deleting cluster {name} (attempt {attempt}/{attempts})")
+        try:
+            result = subprocess.run(args, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise KopsError(f"{kops}: not found on PATH; cluster {name} is NOT deleted") from None
+        if result.returncode == 0:
+            progress(f"kops: cluster {name} deleted")
+            return "deleted"
+        last = _last_line(result.stderr) or _last_line(result.stdout) or f"exit {result.returncode}"
+        if is_not_found(result.stderr + result.stdout):
+            progress(f"kops: cluster {name} already gone")
+            return "already_gone"
+        if attempt < attempts:
+            delay = backoff * 2 ** (attempt - 1)
+            progress(f"kops: delete {name} failed ({last}); retrying in {delay:.0f}s")
+            sleep(delay)
+    raise KopsError(f"kops delete cluster {name} failed {attempts} time(s): {last}; "
+                    f"it still exists: run `perfci reap` or `{' '.join(args)}`")
+
+
+# --- the reaper's view: clusters found by their instances' tags -----------------------------------
+
+# cluster name -> state store, learnt from perfci:kops-state tags while describing (the reaper's
+# Orphan carries no tags); KOPS_STATE_STORE is the fallback.
+_STATE_SEEN: dict[str, str] = {}
+
+
+def describe_clusters(ec2: Any, run_id: str | None) -> list[Described]:
+    """One Described per kops cluster whose live instances carry perfci tags (via --cloud-labels)."""
+    filters = [{"Name": "tag-key", "Values": [TAG_KOPS_CLUSTER]},
+               {"Name": "instance-state-name", "Values": list(reaper.LIVE_INSTANCE_STATES)}]
+    filters.append({"Name": f"tag:{TAG_RUN_ID}", "Values": [run_id]} if run_id
+                   else {"Name": "tag-key", "Values": [TAG_RUN_ID]})
+    clusters: dict[str, Described] = {}
+    for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
+        for reservation in page.get("Reservations", []):
+            for inst in reservation.get("Instances", []):
+                tags = {t["Key"]: t.get("Value", "") for t in inst.get("Tags", []) or []}
+                name = tags.get(TAG_KOPS_CLUSTER)
+                if not name or name in clusters:
+                    continue
+                if tags.get(TAG_KOPS_STATE):
+                    _STATE_SEEN[name] = tags[TAG_KOPS_STATE]
+                keep = {k: v for k, v in tags.items() if k.startswith("perfci:")}
+                region = getattr(getattr(ec2, "meta", None), "region_name", None)
+                clusters[name] = Described(kind=CLUSTER, id=name, region=region, tags=keep, state="running")
+    return list(clusters.values())
+
+
+def _ctx_outcome(o: Orphan, status: str, detail: str = "") -> Outcome:
+    return Outcome(kind=o.kind, id=o.id, region=o.region, run_id=o.run_id, status=status, detail=detail,
+                   token=o.token)
+
+
+@reaper.register_deleter(CLUSTER, order=5)
+def delete_clusters(ctx: ReapContext, orphans: list[Orphan]) -> list[Outcome]:
+    """``kops delete cluster --yes`` for each orphan (before instances: the ASGs would replace them)."""
+    out = []
+    kops = os.environ.get("PERFCI_KOPS_BINARY") or shutil.which("kops") or "kops"
+    for o in orphans:
+        state = _STATE_SEEN.get(o.id) or state_store()
+        if not state:
+            out.append(_ctx_outcome(o, "failed", "no kops state store: set KOPS_STATE_STORE"))
+            continue
+        try:
+            status = delete_cluster(kops, o.id, state, attempts=2, backoff=5.0, progress=ctx.progress)
+            out.append(_ctx_outcome(o, status, "kops delete cluster" if status == "deleted" else "not found"))
+        except KopsError as exc:
+            out.append(_ctx_outcome(o, "failed", str(exc)))
+    return out
+
+
+reaper.DESCRIBERS.setdefault(CLUSTER, describe_clusters)
+
+
+# --- the provider object the plugin holds (configure-time validation, backstop teardown) ----------
+
+
+class KopsProvider:
+    """Names the cluster as the run's one target; ``cluster()`` brings it up once; ``release_all``
+    deletes it (the suite's fixture does so first; this is the unconfigure backstop)."""
+
+    name = "kops"
+
+    def __init__(self, config: KopsConfig, *, run_id: str, ledger: Ledger, workdir: Path,
+                 region: str | None = None, progress: Progress = print) -> None:
+        self.config = config
+        self.lifecycle = KopsCluster(config, run_id=run_id, ledger=ledger, workdir=workdir, region=region,
+                                     progress=progress)
+
+    def targets(self) -> list[Target]:
+        return [Target(name=self.config.name, provider=self.name, instance_type=self.config.node_size)]
+
+    def validate(self) -> None:
+        """Before anything exists: kops must be runnable and the state store an s3:// URL."""
+        if shutil.which(self.config.kops) is None:
+            raise ValueError(f"--provider=kops: {self.config.kops!r} is not on PATH; install kops "
+                             "(https://kops.sigs.k8s.io/getting_started/install/)")
+        if not self.config.state.startswith("s3://"):
+            raise ValueError(f"--perfci-kops-state {self.config.state!r}: expected s3://bucket[/prefix]")
+
+    def acquire(self, target: Target) -> Any:
+        raise TargetUnavailable("kops targets are clusters, not hosts: use the `cluster` fixture of suites/cl2")
+
+    def cluster(self) -> Cluster:
+        if self.lifecycle.handle is None:
+            self.lifecycle.up()
+        assert self.lifecycle.handle is not None
+        return self.lifecycle.handle
+
+    def release_all(self) -> None:
+        self.lifecycle.delete()
