@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pmc(sub)
     _add_reap(sub)
     _add_resctrl(sub)
+    _add_cl2(sub)
     return parser
 
 
@@ -466,6 +467,70 @@ def _resctrl_judge(args: argparse.Namespace) -> int:
     if verdict.capabilities:
         print(f"  capabilities: {' '.join(verdict.capabilities)}")
     print(verdict.line())
+    return code
+
+
+# --- perfci cl2 ---------------------------------------------------------------------------------
+
+
+def _add_cl2(sub: Any) -> None:
+    cl2 = sub.add_parser("cl2", help="ClusterLoader2 reports")
+    cl2_sub = cl2.add_subparsers(dest="cl2_command", metavar="COMMAND")
+    cl2_sub.required = True
+    judge = cl2_sub.add_parser(
+        "judge",
+        help="judge a CL2 report directory against our SLOs",
+        description=(
+            "Read a ClusterLoader2 report directory (junit.xml and <Summary>_<test>_<RFC3339>.json files) "
+            "and print each SLO's measured value against its limit (published Kubernetes SLOs unless "
+            "overridden). Exit 0 when every SLO holds and CL2 reported no failure, 1 otherwise, 2 when "
+            "the directory is not a CL2 report."
+        ),
+    )
+    judge.add_argument("report_dir", metavar="REPORT_DIR", help="CL2 --report-dir")
+    judge.add_argument("--baseline", metavar="FILE", help="earlier `perfci cl2 judge --json` output to compare to")
+    judge.add_argument("--tolerance", type=float, default=None, metavar="FRACTION",
+                       help="allowed regression against the baseline (default 0.2 = 20%%)")
+    judge.add_argument("--slo", action="append", default=[], metavar="NAME=VALUE",
+                       help="override a limit in seconds (or pods/s); 'off' disables it; repeatable")
+    judge.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    judge.set_defaults(func=_cl2_judge)
+
+
+def _cl2_judge(args: argparse.Namespace) -> int:
+    from pytest_perfci.checks import cl2
+    from pytest_perfci.collect.cl2 import load_report
+
+    def usage(text: str) -> int:
+        print(f"perfci cl2 judge: {text}", file=sys.stderr)
+        return 2
+
+    root = Path(args.report_dir)
+    if not root.is_dir():
+        return usage(f"{root}: not a directory")
+    try:
+        overrides = cl2.parse_slo_overrides(args.slo)
+        baseline = cl2.parse_baseline(Path(args.baseline).read_text()) if args.baseline else None
+    except OSError as exc:
+        return usage(f"--baseline {args.baseline}: {exc.strerror or exc}")
+    except ValueError as exc:
+        return usage(str(exc))
+    report = load_report(root)
+    if not report.is_cl2:
+        return usage(f"{root}: not a CL2 report (no junit.xml and no <Summary>_<test>_<time>.json files)")
+    tolerance = cl2.BASELINE_TOLERANCE if args.tolerance is None else args.tolerance
+    verdict = cl2.judge(report, overrides, baseline, tolerance)
+    code = 0 if verdict.ok else 1
+    if args.json:
+        print(json.dumps({**cl2.verdict_json(verdict), "report_dir": str(root), "exit_code": code}, indent=2))
+        return code
+    for line in cl2.render_table(verdict):
+        print(line)
+    for reason in verdict.reasons():
+        print(reason)
+    problems = [f"{len(verdict.violations)} SLO(s) violated"] if verdict.violations else []
+    problems += ["CL2 itself reported failures"] if verdict.cl2_failed else []
+    print(f"overall: {'; '.join(problems)}" if problems else "overall: every SLO holds")
     return code
 
 

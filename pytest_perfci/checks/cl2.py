@@ -529,3 +529,34 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
         "reasons": verdict.reasons(),
         "notes": verdict.notes,
     }
+
+
+def render_table(verdict: Verdict) -> list[str]:
+    """The SLO table: one row per SLO (measured vs limit, status), then CL2's own result."""
+    rows = [["SLO", "MEASURED", "LIMIT", "BASELINE", "RESULT", "WORST / SOURCE"]]
+    for r in verdict.results:
+        result = {"pass": "pass", "fail": "FAIL", "no data": "no data", "info": "info"}[r.status]
+        if r.regression:
+            result = "FAIL (regression)"
+        rows.append([
+            r.name,
+            "-" if r.measured is None else fmt(r.measured, r.unit),
+            "-" if r.limit is None else ("<= " if _better(r.name) == "lower" else ">= ") + fmt(r.limit, r.unit),
+            "-" if r.baseline is None else fmt(r.baseline, r.unit),
+            result,
+            r.what,
+        ])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    junit = verdict.junit
+    if junit is None:
+        lines.append("CL2: no junit.xml")
+    else:
+        lines.append(f"CL2: {'passed' if junit.ok else 'FAILED'} ({len(junit.cases)} testcases, "
+                     f"{len(junit.failed)} failed)")
+    lines.extend(f"note: {n}" for n in verdict.notes)
+    return lines
+
+
+def _better(name: str) -> str:
+    return next(s.better for s in DEFAULT_SLOS if s.name == name)
