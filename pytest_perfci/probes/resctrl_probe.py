@@ -294,7 +294,8 @@ class Tree:
         if not os.path.exists(path):
             raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
         if name != "schemata":
-            with open(path, "w", encoding="utf-8") as fh:
+            # The kernel adds a pid written to tasks (moving it from its old group); other files are replaced.
+            with open(path, "a" if name == "tasks" else "w", encoding="utf-8") as fh:
                 fh.write(text if text.endswith("\n") else text + "\n")
             self._set_status("ok")
             return
