@@ -446,7 +446,9 @@ def _resctrl_judge(args: argparse.Namespace) -> int:
         }
         print(json.dumps(doc, indent=2, sort_keys=True, default=sorted))
         return code
-    print(f"resctrl: {verdict.status.value}" + (f" ({verdict.reason.value})" if verdict.reason else ""))
+    reason = verdict.reason.value if verdict.reason else ""
+    head = reason if reason.startswith(verdict.status.value) else verdict.status.value + (f" ({reason})" if reason else "")
+    print(f"resctrl: {head}")
     for label, part in (("hardware", verdict.hardware), ("kernel", verdict.kernel), ("runtime", verdict.runtime)):
         if part.phrase:
             state = {True: "yes", False: "no", None: "?"}[part.ok]
