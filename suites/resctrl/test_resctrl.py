@@ -128,10 +128,12 @@ def test_cat(host: Host, level: str, resctrl: Observation, resctrl_prober: Probe
     a = resctrl.availability
     if not a.usable:
         unavailable(host, expectations, cap, a.line(), perfci_capability)
+        return  # expected unavailable: a pass
     info = _cat_resource(resctrl, level)
     if info is None:
         unavailable(host, expectations, cap, f"resctrl usable but no {level} CAT resource ({a.runtime.phrase})",
                     perfci_capability)
+        return  # expected unavailable: a pass
     assert info is not None and resctrl.tree is not None
     cdp = info.name.endswith("DATA")
     domains = sorted(resctrl.tree.schemata.get(info.name, {}))
@@ -176,11 +178,13 @@ def test_mba(host: Host, resctrl: Observation, resctrl_prober: Prober, resctrl_g
     a = resctrl.availability
     if not a.usable:
         unavailable(host, expectations, "mba", a.line(), perfci_capability)
+        return  # expected unavailable: a pass
     tree = resctrl.tree
     info = tree.resource("MB") if tree is not None else None
     if info is None or tree is None:
         unavailable(host, expectations, "mba", f"resctrl usable but no MB resource ({a.runtime.phrase})",
                     perfci_capability)
+        return  # expected unavailable: a pass
     assert info is not None and tree is not None
     domains = sorted(tree.schemata.get("MB", {}))
     top = max(bandwidth_value(v) for v in tree.schemata["MB"].values())
@@ -239,10 +243,12 @@ def test_monitoring(host: Host, resctrl: Observation, resctrl_prober: Prober,
     a = resctrl.availability
     if not a.usable:
         unavailable(host, expectations, "llc_occupancy", a.line(), perfci_capability)
+        return  # expected unavailable: a pass
     mon = resctrl.tree.resource("L3_MON") if resctrl.tree is not None else None
     if mon is None or "llc_occupancy" not in mon.mon_features:
         unavailable(host, expectations, "llc_occupancy",
                     f"resctrl usable but no L3_MON llc_occupancy ({a.runtime.phrase})", perfci_capability)
+        return  # expected unavailable: a pass
     assert mon is not None and resctrl.tree is not None
     cpu = workload_cpu(host)
     size = cache_size(host, cpu, 3)
