@@ -97,8 +97,8 @@ def _nodelay(transport: paramiko.Transport | None) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def _parse_jump(spec: str, default_user: str) -> tuple[str, str, int]:
-    """`[user@]host[:port]` (IPv6 as `[addr]:port`) -> (user, host, port), like ssh -J."""
+def parse_destination(spec: str, default_user: str) -> tuple[str, str, int]:
+    """`[user@]host[:port]` (IPv6 as `[addr]:port`) -> (user, host, port), as ssh -J spells hops."""
     user, _, hostport = spec.rpartition("@")
     if hostport.startswith("["):
         host, _, rest = hostport[1:].partition("]")
@@ -108,7 +108,7 @@ def _parse_jump(spec: str, default_user: str) -> tuple[str, str, int]:
     else:
         host, port = hostport, "22"
     if not host or not port.isdigit():
-        raise ValueError(f"bad proxy_jump hop {spec!r}: expected [user@]host[:port]")
+        raise ValueError(f"bad SSH destination {spec!r}: expected [user@]host[:port]")
     return user or default_user, host, int(port)
 
 
@@ -173,7 +173,7 @@ class SSHHost:
         self._lock = threading.Lock()
         gateway: Connection | None = None
         for hop in proxy_jump.split(",") if proxy_jump else []:
-            hop_user, hop_host, hop_port = _parse_jump(hop.strip(), user)
+            hop_user, hop_host, hop_port = parse_destination(hop.strip(), user)
             gateway = self._make_connection(hop_host, hop_user, hop_port, gateway)
         self._gateway = gateway
         self.connection: Connection = self._make_connection(address, user, self.port, gateway)

@@ -30,7 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 from pytest_perfci.aws.clients import client, session
 from pytest_perfci.cleanup.ledger import Ledger
 from pytest_perfci.hosts.result import AuthenticationFailed, HostError, HostUnreachable
-from pytest_perfci.hosts.ssh import HostKeyRejected, SSHHost
+from pytest_perfci.hosts.ssh import HostKeyRejected, SSHHost, parse_destination
 from pytest_perfci.providers.base import Target
 from pytest_perfci.providers.ec2 import network, userdata
 from pytest_perfci.providers.ec2.ami import AmiResolver, Image
@@ -64,18 +64,11 @@ def default_address(instance: dict[str, Any]) -> str:
 
 
 def parse_address(text: str, default_user: str) -> tuple[str, str, int]:
-    """"host", "host:port", "user@host:port", "[v6]:port" -> (user, host, port)."""
-    user, _, hostport = text.rpartition("@")
-    if hostport.startswith("["):
-        host, _, rest = hostport[1:].partition("]")
-        port = rest.removeprefix(":") or "22"
-    elif hostport.count(":") == 1:
-        host, port = hostport.split(":")
-    else:
-        host, port = hostport, "22"
-    if not host or not port.isdigit():
-        raise EC2SetupError(f"bad host address {text!r}: expected [user@]host[:port]")
-    return user or default_user, host, int(port)
+    """What the address hook returned -> (user, host, port); a bad value is a setup error."""
+    try:
+        return parse_destination(text, default_user)
+    except ValueError as exc:
+        raise EC2SetupError(f"pytest_perfci_host_address returned {text!r}: {exc}") from None
 
 
 @dataclass
