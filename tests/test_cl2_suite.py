@@ -72,8 +72,8 @@ def test_load_passes_with_relaxed_slos_exports_for_perfdash_and_deletes(suite: d
     assert "perfdash/perfdash-config/perfci-cl2.yaml" in keys
     local = list((suite["results"] / "perfdash" / "logs" / "perfci-cl2").glob("*/artifacts/junit.xml"))
     assert len(local) == 1
-    cl2_argv = [json.loads(ln)["argv"] for ln in suite["log"].read_text().splitlines()
-                if json.loads(ln)["prog"] == "clusterloader2"][0]
+    cl2_argv = next(json.loads(ln)["argv"] for ln in suite["log"].read_text().splitlines()
+                if json.loads(ln)["prog"] == "clusterloader2")
     assert "--provider=aws" in cl2_argv and "--nodes=2" in cl2_argv
     assert any(a.startswith("--kubeconfig=") and "kubeconfig-perfci-suite-1.k8s.local" in a for a in cl2_argv)
 
