@@ -421,7 +421,13 @@ if mkdir "$lock" 2>/dev/null; then
   rmdir "$lock"; exit 3
 fi
 rm -f "$tmp"
-if [ ! -d "$lock" ]; then mkdir "$lock"; exit 4; fi
+if [ ! -d "$lock" ]; then
+  # Gone between our mkdir and this test (a takeover or release in flight): let the caller look again.
+  # If mkdir cannot work at all (missing parent, permissions), show its own error instead.
+  if mkdir "$lock" 2>/dev/null; then rmdir "$lock"; echo RETRY; exit 0; fi
+  if [ -d "$lock" ]; then echo RETRY; exit 0; fi
+  mkdir "$lock"; exit 4
+fi
 echo HELD
 stat -c %Y "$lock" 2>/dev/null || echo 0
 cat "$lock/owner" 2>/dev/null
@@ -606,6 +612,9 @@ class InventoryProvider:
             if lines[:1] == ["ACQUIRED"]:
                 log.info("%s: locked %s for run %s", spec.name, lock, self.settings.run_id)
                 return _Held(spec, host, mine, owned=True)
+            if lines[:1] == ["RETRY"]:
+                time.sleep(0.1)
+                continue
             if lines[:1] != ["HELD"] or len(lines) < 2:
                 raise HostError(
                     spec.name, f"cannot take lock {lock}: unexpected answer {out.strip()[:200]!r}"
