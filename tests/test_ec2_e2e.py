@@ -106,3 +106,28 @@ def test_real_endpoint_is_refused(clean_sshd: SshdServer, moto: MotoServer, tmp_
     proc = run_pytest(moto, clean_sshd, tmp_path / "r", "suites/pmc", "--instance-type=m7i.large")
     assert proc.returncode == pytest.ExitCode.USAGE_ERROR
     assert "PERFCI_LOCAL_ONLY=1" in proc.stderr.splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "drop_env", "expect"),
+    [
+        (["--region=xx-nowhere-9"], (), "xx-nowhere-9"),
+        ([], ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"), "credentials"),
+        (["--perfci-ssh-cidr=not-a-cidr"], (), "--perfci-ssh-cidr: 'not-a-cidr' is not a CIDR block"),
+        (["--perfci-ttl=10s"], (), "--perfci-ttl: '10s' is too short a TTL"),
+    ],
+    ids=["bad-region", "no-credentials", "bad-cidr", "short-ttl"],
+)
+def test_bad_input_is_one_line_and_creates_nothing(
+    moto: MotoServer, clean_sshd: SshdServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    args: list[str], drop_env: tuple[str, ...], expect: str,
+) -> None:
+    env = moto.env()
+    for key in drop_env:
+        env.pop(key)
+    monkeypatch.setattr(moto, "env", lambda region="us-east-1": env)
+    proc = run_pytest(moto, clean_sshd, tmp_path / "r", "suites/pmc", "--instance-type=m7i.large", *args)
+    assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout + proc.stderr
+    first = proc.stderr.splitlines()[0]
+    assert first.startswith("ERROR: ") and expect in first, first
+    assert created(moto) == [] and leftovers(moto) == NOTHING

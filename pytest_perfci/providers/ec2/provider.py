@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+from botocore.parsers import ResponseParserError
 
 from pytest_perfci.aws.clients import client, session
 from pytest_perfci.cleanup.ledger import Ledger
@@ -253,8 +254,11 @@ class EC2Provider:
                 raise EC2SetupError(
                     f"EC2 refused validation in {self._region}: {err.get('Code')}: {err.get('Message')}"
                 ) from None
-            except BotoCoreError as e:
-                raise EC2SetupError(f"cannot reach EC2 in {self._region}: {e}") from None
+            except (BotoCoreError, ResponseParserError) as e:
+                # An unknown region has no endpoint (or, behind a proxy, answers nonsense): name the value.
+                raise EC2SetupError(
+                    f"cannot reach EC2 in region {self._region!r} (check --region): {str(e).splitlines()[0]}"
+                ) from None
             for info, image in plan.values():
                 self.progress(f"{info.name}: {info.arch}, {info.vcpus} vCPU, {info.memory_mib // 1024} GiB"
                               f"{', metal' if info.metal else ''}; AMI {image.ami} ({image.name}, from "
