@@ -31,6 +31,20 @@ STANDINS = Path(__file__).parent / "standins"
 BUCKET = "perfci-kops-state"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _kops_reaper_kind() -> Any:
+    """Importing providers.kops (at collection) registers the reaper's "cluster" kind, as `perfci reap`
+    needs; this module is what imported it here, so it takes the registration back when done and
+    other tests see the reaper's registry as they expect it."""
+    reaper.register_deleter("cluster", order=5)(kops.delete_clusters)
+    reaper.DESCRIBERS["cluster"] = kops.describe_clusters
+    yield
+    if reaper._DELETERS.get("cluster", (0, None))[1] is kops.delete_clusters:
+        reaper._DELETERS.pop("cluster")
+    if reaper.DESCRIBERS.get("cluster") is kops.describe_clusters:
+        reaper.DESCRIBERS.pop("cluster")
+
+
 @pytest.fixture
 def standin_env(moto: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Stand-ins first on PATH (run by this venv's python), a state bucket, a call log."""
