@@ -10,7 +10,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -26,6 +26,9 @@ from pytest_perfci.settings import (
     read_pyproject_table,
 )
 from pytest_perfci.summary import CapabilityRecord, render_capabilities, write_capabilities
+
+if TYPE_CHECKING:
+    from pytest_perfci.session import ProviderSession
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SESSION_KEY = pytest.StashKey["ProviderSession"]()

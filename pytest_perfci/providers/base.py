@@ -39,6 +39,8 @@ class Provider(Protocol):
         """Bring the target up (or attach to it) and return a ready handle."""
         ...
 
-    def release_all(self) -> None:
-        """Destroy or release everything acquired; idempotent, safe after partial failures."""
+    def release_all(self) -> object:
+        """Destroy or release everything acquired; idempotent, safe after partial failures.
+
+        May return a report (EC2 does); callers must not depend on it."""
         ...

@@ -173,8 +173,8 @@ def teardown(
             report.terminated.extend(live)
             for iid in ids:
                 ledger.record(run_id, "deleted", "instance", id=iid, token=instances[iid].token, region=region)
-        except (ClientError, WaiterError) as e:
-            report.errors.append(f"instances {', '.join(ids)}: {e}")
+        except (ClientError, WaiterError) as exc:
+            report.errors.append(f"instances {', '.join(ids)}: {exc}")
 
     for e in outstanding:
         if e.resource != "key_pair":
