@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reap(sub)
     _add_resctrl(sub)
     _add_cl2(sub)
+    _add_matrix(sub)
+    _add_plan(sub)
     return parser
 
 
@@ -53,6 +55,15 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
+
+
+# --- perfci matrix -------------------------------------------------------------------------------
+
+
+def _add_matrix(sub: Any) -> None:
+    from pytest_perfci.results.matrix import add_parser
+
+    add_parser(sub)
 
 
 # --- perfci pmc ---------------------------------------------------------------------------------
@@ -533,6 +544,76 @@ def _cl2_judge(args: argparse.Namespace) -> int:
     problems = [f"{len(verdict.violations)} SLO(s) violated"] if verdict.violations else []
     problems += ["CL2 itself reported failures"] if verdict.cl2_failed else []
     print(f"overall: {'; '.join(problems)}" if problems else "overall: every SLO holds")
+    return code
+
+
+# --- perfci plan --------------------------------------------------------------------------------
+
+
+def _add_plan(sub: Any) -> None:
+    from pytest_perfci.plugin import _OPTIONS  # the pytest options, so a plan reads the run's command line
+
+    plan = sub.add_parser(
+        "plan",
+        help="what a run would provision and cost, and whether it fits the EC2 quotas (creates nothing)",
+        description=(
+            "Resolve what `pytest ... --instance-type ...` with the same options would provision (types, "
+            "counts, AMIs, region, TTL) without creating anything; estimate instance-hours and cost from "
+            "the shipped price table (or the AWS Pricing API); check the account's running-vCPU quotas "
+            "(Service Quotas) against what is already running. Exit 0 when it resolves and no quota is "
+            "known to be short, 1 when a quota cannot fit the run, 2 on usage or validation errors."
+        ),
+    )
+    group = plan.add_argument_group("run options (the same as pytest's, same PERFCI_* environment)")
+    for flag, dest, kwargs in _OPTIONS:
+        group.add_argument(flag, dest=f"perfci_{dest}", **kwargs)
+    own = plan.add_argument_group("plan options")
+    own.add_argument("--hours", type=float, default=None, metavar="H",
+                     help="expected run length for the estimate (default: the TTL)")
+    own.add_argument("--prices", default=None, metavar="FILE|api",
+                     help="price table TOML (default: the one shipped in the package) or 'api' for the AWS "
+                          "Pricing API with the table as fallback")
+    own.add_argument("--no-quota", action="store_true", help="skip the Service Quotas check")
+    own.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    plan.set_defaults(func=_plan, plan_dests=[dest for _, dest, _ in _OPTIONS])
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from pytest_perfci import plan as planning
+    from pytest_perfci.aws.clients import RealEndpointRefused, client, session
+    from pytest_perfci.settings import SettingsError, load_settings, read_pyproject_table
+
+    def usage(text: str) -> int:
+        print(f"perfci plan: {text}", file=sys.stderr)
+        return 2
+
+    cli = {dest: getattr(args, f"perfci_{dest}") for dest in args.plan_dests}
+    try:
+        settings = load_settings(cli, read_pyproject_table(Path.cwd()))
+    except SettingsError as exc:
+        return usage(str(exc))
+    if args.hours is not None and args.hours <= 0:
+        return usage(f"--hours {args.hours:g}: must be more than 0")
+    provider = settings.effective_provider
+    if provider != "ec2":
+        print(f"perfci plan: provider {provider} creates no cloud resources; nothing to provision or pay for")
+        return 0
+    try:
+        table = planning.load_prices(Path(args.prices) if args.prices not in (None, "api") else None)
+        prices: planning.PriceSource = table
+        if args.prices == "api":  # the Pricing API answers from us-east-1 for every region
+            prices = planning.PricingApi(client(session("us-east-1"), "pricing", settings.endpoint_url), table)
+        result = planning.build_plan(settings, hours=args.hours, prices=prices, check_quotas_=not args.no_quota)
+    except (planning.PriceError, RealEndpointRefused) as exc:
+        return usage(str(exc))
+    except (ValueError, RuntimeError) as exc:  # the provider's one-line validation errors
+        return usage(str(exc))
+    code = 1 if result.cannot_fit else 0
+    if args.json:
+        print(json.dumps({**planning.plan_json(result), "exit_code": code}, indent=2))
+    else:
+        for line in planning.render_text(result):
+            print(line)
     return code
 
 
