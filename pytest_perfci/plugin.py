@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SESSION_KEY = pytest.StashKey["ProviderSession"]()
 USER_PROPERTY = "perfci_capability"
+# Results (samples, NDJSON/S3, baselines/history, matrix, Allure): its own hooks, options and fixtures.
+pytest_plugins = ["pytest_perfci.results.plugin"]
 
 # (option, dest, kwargs) for the "perfci" group; dest names are the Settings field names.
 _OPTIONS: list[tuple[str, str, dict[str, Any]]] = [

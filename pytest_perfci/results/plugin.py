@@ -1,0 +1,409 @@
+"""pytest wiring of results: options, the perfci_record/perfci_sample fixtures, NDJSON, S3, matrix, Allure.
+
+Loaded by pytest_perfci.plugin (its `pytest_plugins`). Runs in every process; under xdist the
+samples, capability cells and host infrastructure travel to the controller in report.user_properties
+(plain JSON), and only the controller writes files, uploads and renders the matrix.
+
+Verdicts happen where the test runs: a sample is judged against the baseline file and the history
+when it is recorded, and a passing test whose samples regressed fails with the verdict lines.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Generator, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_perfci import allure as allure_mod
+from pytest_perfci.results.baseline import BaselineError, Baselines, load_baselines
+from pytest_perfci.results.history import History, load_history
+from pytest_perfci.results.model import (
+    Direction,
+    Infrastructure,
+    NdjsonWriter,
+    ResultRecord,
+    ResultsFormatError,
+    SampleVerdict,
+    git_commit,
+)
+
+SAMPLE_PROPERTY = "perfci_sample"
+INFRA_PROPERTY = "perfci_infrastructure"
+CAPABILITY_PROPERTY = "perfci_capability"  # written by pytest_perfci.plugin's perfci_capability fixture
+
+
+@dataclass
+class ResultsState:
+    """Per process: what this run records into and judges against."""
+
+    run_id: str
+    results_dir: Path
+    provider: str
+    git_commit: str | None
+    allure: bool
+    baselines: Baselines | None = None
+    history: History | None = None
+    history_source: str | None = None
+    s3_url: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+    infras: dict[str, Infrastructure] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.results_dir / self.run_id
+
+
+STATE_KEY = pytest.StashKey[ResultsState]()
+ITEM_KEY = pytest.StashKey[dict[str, Any]]()
+RECORDER_KEY = pytest.StashKey["Recorder"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("perfci")
+    group.addoption("--perfci-s3", dest="perfci_s3", metavar="s3://BUCKET/PREFIX",
+                    help="also upload results (NDJSON, matrix) to s3://BUCKET/PREFIX/<run id>/ (env PERFCI_S3)")
+    group.addoption("--perfci-baseline", dest="perfci_baseline", metavar="FILE",
+                    help="baseline file (TOML/JSON: metric, expected, tolerance, direction) judging samples "
+                         "(env PERFCI_BASELINE)")
+    group.addoption("--perfci-history", dest="perfci_history", metavar="DIR|s3://BUCKET/PREFIX",
+                    help="earlier NDJSON results; a sample outside its band of the same instance type and "
+                         "metric fails (env PERFCI_HISTORY)")
+    group.addoption("--perfci-history-k", dest="perfci_history_k", type=float, default=None, metavar="K",
+                    help="band half-width in standard deviations (default 3)")
+    group.addoption("--perfci-history-min", dest="perfci_history_min", type=int, default=None, metavar="N",
+                    help="earlier values needed before judging (default 5; fewer: 'too little history')")
+    group.addoption("--perfci-history-band", dest="perfci_history_band", choices=("mad", "sigma"), default=None,
+                    help="mad: median ± k·1.4826·MAD (default, robust); sigma: mean ± k·stdev")
+
+
+def _opt(config: pytest.Config, name: str) -> Any:
+    value = config.getoption(f"perfci_{name}")
+    return value if value not in (None, "") else os.environ.get(f"PERFCI_{name.upper()}") or None
+
+
+@pytest.hookimpl(trylast=True)  # after pytest_perfci.plugin stashed the settings
+def pytest_configure(config: pytest.Config) -> None:
+    from pytest_perfci.plugin import SESSION_KEY, SETTINGS_KEY
+    from pytest_perfci.results import s3
+
+    settings = config.stash.get(SETTINGS_KEY, None)
+    if settings is None:
+        return
+    session = config.stash.get(SESSION_KEY, None)
+    state = ResultsState(
+        run_id=settings.run_id, results_dir=Path(settings.results),
+        provider=getattr(getattr(session, "provider", None), "name", None) or settings.effective_provider,
+        git_commit=git_commit(config.rootpath), allure=allure_mod.active(config),
+        endpoint_url=settings.endpoint_url, region=settings.region,
+    )
+    s3_url = _opt(config, "s3")
+    if s3_url:
+        try:
+            s3.parse_s3_url(s3_url)
+        except s3.S3UrlError as exc:
+            raise pytest.UsageError(f"--perfci-s3: {exc}") from None
+        state.s3_url = s3_url
+    baseline = _opt(config, "baseline")
+    if baseline:
+        try:
+            state.baselines = load_baselines(Path(baseline))
+        except BaselineError as exc:
+            raise pytest.UsageError(f"--perfci-baseline: {exc}") from None
+    source = _opt(config, "history")
+    if source:
+        try:
+            state.history = load_history(
+                source, endpoint_url=settings.endpoint_url, region=settings.region, exclude_run=settings.run_id,
+                k=config.getoption("perfci_history_k") or 3.0,
+                min_history=config.getoption("perfci_history_min") or 5,
+                method=config.getoption("perfci_history_band") or "mad",
+            )
+        except (ResultsFormatError, s3.S3UrlError, ValueError) as exc:
+            raise pytest.UsageError(f"--perfci-history: {exc}") from None
+        except s3.S3_ERRORS as exc:  # S3 unreachable, no credentials, no such bucket: say so before spending
+            raise pytest.UsageError(f"--perfci-history {source}: cannot read: {exc}") from None
+        state.history_source = source
+    config.stash[STATE_KEY] = state
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(ResultsCollector(state, config), "perfci-results-collector")
+
+
+# --- where a test ran -------------------------------------------------------------------------------
+
+
+def _zone(session: Any, target: str, instance_type: str | None) -> str | None:
+    """The availability zone, from what the EC2 provider recorded at launch (the xdist handle on a
+    worker, the provider's instance record on the controller); None elsewhere."""
+    handle = (getattr(session, "handles", None) or {}).get(target) or {}
+    if handle.get("zone"):
+        return str(handle["zone"])
+    record = (getattr(getattr(session, "provider", None), "_records", None) or {}).get(instance_type or target)
+    return getattr(record, "zone", None) or None
+
+
+def _target_name(request: pytest.FixtureRequest) -> str:
+    callspec = getattr(request.node, "callspec", None)
+    return (callspec.params.get("host") if callspec is not None else None) or "local"
+
+
+def infrastructure_of(request: pytest.FixtureRequest, host: Any, state: ResultsState) -> Infrastructure:
+    from pytest_perfci.plugin import SESSION_KEY
+
+    name = getattr(host, "name", None) or _target_name(request)
+    if name not in state.infras:
+        session = request.config.stash.get(SESSION_KEY, None)
+        facts = host.facts
+        provider = getattr(getattr(session, "provider", None), "name", None) or state.provider
+        state.infras[name] = Infrastructure.from_facts(
+            facts, provider=provider, target=name, run_id=state.run_id, git_commit=state.git_commit,
+            availability_zone=_zone(session, name, facts.instance_type),
+        )
+    return state.infras[name]
+
+
+@pytest.fixture(autouse=True)
+def _perfci_results_host(request: pytest.FixtureRequest, _perfci_marker_gate: None) -> None:
+    """For tests on a host: its infrastructure into the report, Allure labels; after the marker gate so a
+    test that is skipped by markers never brings a host up."""
+    state = request.config.stash.get(STATE_KEY, None)
+    if state is None or "host" not in request.fixturenames:
+        return
+    first = _target_name(request) not in state.infras  # this test's setup brings the host up (in this process)
+    started = time.monotonic()
+    host = request.getfixturevalue("host")
+    took = time.monotonic() - started
+    infra = infrastructure_of(request, host, state)
+    request.node.user_properties.append((INFRA_PROPERTY, infra.model_dump(mode="json")))
+    request.node.stash[ITEM_KEY] = {
+        "infra": infra, "acquired_s": took if first else None, "facts": host.facts.model_dump(mode="json"),
+    }
+    if state.allure:
+        allure_mod.label_test(infra, request.node)
+
+
+# --- recording samples -------------------------------------------------------------------------------
+
+
+class Recorder:
+    """What a test records: typed samples (judged against baseline and history) and raw attachments."""
+
+    def __init__(self, request: pytest.FixtureRequest, state: ResultsState) -> None:
+        self._request = request
+        self._state = state
+        self.records: list[ResultRecord] = []
+
+    def _infra(self) -> Infrastructure:
+        info = self._request.node.stash.get(ITEM_KEY, None)
+        if info is not None:
+            return info["infra"]
+        return Infrastructure(provider=self._state.provider, target=_target_name(self._request),
+                              run_id=self._state.run_id, git_commit=self._state.git_commit)
+
+    def sample(self, name: str, value: float | None = None, unit: str = "", verdict: SampleVerdict = "info",
+               *, direction: Direction = "both", **metadata: Any) -> ResultRecord:
+        """Record one typed sample; returns it with its baseline/history judgements filled in."""
+        infra = self._infra()
+        node = self._request.node
+        rec = ResultRecord(
+            name=name, value=value, unit=unit, verdict=verdict, direction=direction, metadata=metadata,
+            run_id=self._state.run_id, test=node.nodeid, suite=allure_mod.suite_name(Path(str(node.path))),
+            infrastructure=infra,
+        )
+        if rec.value is not None:
+            if self._state.baselines is not None:
+                rec.baseline = self._state.baselines.judge(name, rec.value, unit, infra)
+            if self._state.history is not None:
+                rec.history = self._state.history.judge(name, rec.value, infra.key, direction, unit)
+        node.user_properties.append((SAMPLE_PROPERTY, rec.model_dump(mode="json", by_alias=True)))
+        self.records.append(rec)
+        return rec
+
+    def attach(self, name: str, body: str | bytes | dict[str, Any] | list[Any] | Path, kind: str = "text") -> None:
+        """A raw output (perf output, prober JSON, a summary file) for Allure; scrubbed; no-op without
+        --alluredir."""
+        if not self._state.allure:
+            return
+        if isinstance(body, Path):
+            allure_mod.attach_file(body, name, kind if kind != "text" else None)
+        else:
+            allure_mod.attach(name, body, kind)
+
+    @property
+    def regressions(self) -> list[str]:
+        return [j.message for r in self.records for j in (r.baseline, r.history) if j is not None and j.failed]
+
+
+@pytest.fixture
+def perfci_record(request: pytest.FixtureRequest) -> Recorder:
+    """perfci_record.sample(name, value, unit, verdict, direction=..., **metadata) and
+    perfci_record.attach(name, body, kind): typed samples into the results, raw outputs into Allure."""
+    state = request.config.stash.get(STATE_KEY, None)
+    if state is None:
+        raise RuntimeError("perfci results are not configured (pytest_perfci plugin disabled?)")
+    recorder = Recorder(request, state)
+    request.node.stash[RECORDER_KEY] = recorder
+    return recorder
+
+
+@pytest.fixture
+def perfci_sample(perfci_record: Recorder) -> Callable[..., ResultRecord]:
+    """sample(name, value, unit="", verdict="info", direction="both", **metadata): perfci_record.sample."""
+    return perfci_record.sample
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    """The test body's steps (provision, ready, execute, verdict) and the regression verdict."""
+    state = item.config.stash.get(STATE_KEY, None)
+    on = state is not None and state.allure
+    info = item.stash.get(ITEM_KEY, None)
+    if on and info is not None:
+        allure_mod.provision_and_ready(info["infra"], info["acquired_s"], info["facts"])
+    outcome = "passed"
+    try:
+        with allure_mod.step("execute") if on else nullcontext():
+            result = yield
+    except BaseException as exc:
+        outcome = {"Skipped": "skipped", "XFailed": "xfailed"}.get(type(exc).__name__, "failed")
+        raise
+    finally:
+        recorder = item.stash.get(RECORDER_KEY, None)
+        regressions = recorder.regressions if recorder is not None else []
+        if on:
+            samples = [r.model_dump(mode="json", by_alias=True, exclude={"infrastructure"})
+                       for r in (recorder.records if recorder is not None else [])]
+            allure_mod.verdict(samples, "regressed" if regressions and outcome == "passed" else outcome)
+    if regressions:
+        pytest.fail("\n".join(regressions), pytrace=False)
+    return result
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, Any, Any]:
+    state = item.config.stash.get(STATE_KEY, None)
+    with allure_mod.step("teardown") if state is not None and state.allure else nullcontext():
+        return (yield)
+
+
+# --- the controller: NDJSON, matrix, S3, environment.properties -----------------------------------------
+
+
+def _ts(epoch: float) -> datetime | None:
+    return datetime.fromtimestamp(epoch, UTC) if epoch else None
+
+
+def records_from_report(report: pytest.TestReport, run_id: str) -> list[ResultRecord]:
+    """The samples and capability cells a test report carries, as NDJSON records."""
+    props = list(report.user_properties)
+    infra_docs = [v for k, v in props if k == INFRA_PROPERTY]
+    infra = Infrastructure.model_validate(infra_docs[-1]) if infra_docs else None
+    timing = {"outcome": report.outcome, "test_started": _ts(report.start), "test_finished": _ts(report.stop)}
+    out = []
+    for key, value in props:
+        if key == SAMPLE_PROPERTY:
+            out.append(ResultRecord.model_validate({**value, **timing}))
+        elif key == CAPABILITY_PROPERTY:
+            cap_infra = infra or Infrastructure(target=value.get("target", ""), run_id=run_id)
+            out.append(ResultRecord(
+                name=value["capability"], kind="capability", verdict="pass" if value["ok"] else "unavailable",
+                metadata={"detail": value.get("detail", "")}, run_id=run_id, test=report.nodeid,
+                suite=allure_mod.suite_name(Path(report.fspath)), infrastructure=cap_infra,
+                recorded_at=timing["test_finished"] or datetime.now(UTC), **timing,
+            ))
+    return out
+
+
+class ResultsCollector:
+    """Controller side (or the only process): writes and reports."""
+
+    def __init__(self, state: ResultsState, config: pytest.Config) -> None:
+        self.state = state
+        self.config = config
+        self.records: list[ResultRecord] = []
+        self.writer = NdjsonWriter(state.run_dir / "results.ndjson")
+        self.infras: dict[str, Infrastructure] = {}
+        self.notes: list[str] = []
+        self.errors: list[str] = []
+        self.matrix_paths: list[Path] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        for key, value in report.user_properties:
+            if key == INFRA_PROPERTY:
+                infra = Infrastructure.model_validate(value)
+                self.infras[infra.target] = infra
+        records = records_from_report(report, self.state.run_id)
+        if records:
+            self.records.extend(records)
+            self.writer.write(records)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        from pytest_perfci.results import s3
+        from pytest_perfci.results.matrix import write_matrix
+
+        files: list[Path] = [self.writer.path] if self.writer.count else []
+        if any(r.kind == "capability" for r in self.records):
+            md, html, _ = write_matrix(self.records, self.state.run_dir,
+                                       title=f"perfci capability matrix ({self.state.run_id})")
+            self.matrix_paths = [md, html]
+            files += self.matrix_paths
+        if self.state.s3_url and files:
+            try:
+                client = s3.s3_client(self.state.endpoint_url, self.state.region)
+                self.notes += s3.upload(files, self.state.s3_url, self.state.run_id, client)
+            except (*s3.S3_ERRORS, s3.S3UrlError) as exc:  # results that did not land must not look green
+                self.errors.append(f"upload to {self.state.s3_url} failed: {exc}")
+                if session.exitstatus == 0:
+                    session.exitstatus = 1
+        alluredir = allure_mod.results_dir(self.config)
+        if alluredir is not None:
+            if self.infras:
+                allure_mod.write_environment(alluredir, self.infras)
+            redacted = allure_mod.sweep(alluredir)
+            if redacted:
+                self.notes.append(f"redacted {redacted} secret-looking string(s) in {alluredir}")
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not (self.records or self.errors or self.notes):
+            return
+        tr = terminalreporter
+        tr.write_sep("=", "perfci results")
+        samples = [r for r in self.records if r.kind == "measurement"]
+        if self.writer.count:
+            tr.write_line(f"{len(samples)} samples, {len(self.records) - len(samples)} capability cells "
+                          f"written to {self.writer.path}")
+        for r in samples:
+            for j in (r.baseline, r.history):
+                if j is not None and j.verdict == "fail":
+                    tr.write_line(f"REGRESSION {r.test}: {j.message}", red=True)
+        short = [r for r in samples if r.history is not None and r.history.verdict == "insufficient"]
+        if short:
+            tr.write_line(f"{len(short)} sample(s) with too little history for a regression verdict "
+                          f"(from {self.state.history_source}), e.g. {short[0].history.message}")  # type: ignore[union-attr]
+        if self.matrix_paths:
+            tr.write_line(f"capability matrix: {', '.join(str(p) for p in self.matrix_paths)}")
+        for note in self.notes:
+            tr.write_line(note)
+        for error in self.errors:
+            tr.write_line(f"perfci: {error}", red=True)
+
+
+def iter_records(paths: list[str], endpoint_url: str | None = None) -> Iterator[ResultRecord]:
+    """Records from files, directories (every *.ndjson below) and s3:// prefixes, for `perfci matrix`."""
+    from pytest_perfci.results import s3
+    from pytest_perfci.results.model import read_local
+
+    for p in paths:
+        if s3.is_s3_url(p):
+            yield from s3.read_prefix(p, s3.s3_client(endpoint_url))
+        else:
+            yield from read_local([Path(p)])

@@ -1,0 +1,76 @@
+"""NDJSON results to and from S3 (`--perfci-s3 s3://bucket/prefix`, history from an S3 prefix).
+
+Layout: s3://bucket/prefix/<run_id>/results.ndjson (+ matrix.md, matrix.html), mirroring the local
+results dir, so the same prefix is both where runs upload and where history reads from.
+Clients come from pytest_perfci.aws.clients (adaptive retries, loopback-only guard in tests).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pytest_perfci.aws.clients import RealEndpointRefused
+from pytest_perfci.results.model import ResultRecord, parse_ndjson
+
+# What reading or writing S3 can raise: no credentials, endpoint unreachable or refused, no such bucket.
+S3_ERRORS = (BotoCoreError, ClientError, RealEndpointRefused, OSError)
+
+_S3_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
+
+
+class S3UrlError(ValueError):
+    pass
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """(bucket, prefix without leading/trailing slash) of s3://bucket[/prefix]."""
+    m = _S3_URL.match(url.strip())
+    if not m:
+        raise S3UrlError(f"{url!r} is not an s3://bucket/prefix URL")
+    return m["bucket"], (m["prefix"] or "").strip("/")
+
+
+def is_s3_url(text: str) -> bool:
+    return text.startswith("s3://")
+
+
+def s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any:
+    from pytest_perfci.aws import clients
+
+    return clients.client(clients.session(region), "s3", endpoint_url=endpoint_url)
+
+
+def join_key(*parts: str) -> str:
+    return "/".join(p.strip("/") for p in parts if p.strip("/"))
+
+
+def upload(files: Iterable[Path], url: str, run_id: str, client: Any) -> list[str]:
+    """Upload files to s3://bucket/prefix/<run_id>/<name>; returns the s3:// URLs written."""
+    bucket, prefix = parse_s3_url(url)
+    written = []
+    types = {".ndjson": "application/x-ndjson", ".md": "text/markdown; charset=utf-8",
+             ".html": "text/html; charset=utf-8", ".json": "application/json"}
+    for path in files:
+        key = join_key(prefix, run_id, path.name)
+        client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(),
+                          ContentType=types.get(path.suffix, "application/octet-stream"))
+        written.append(f"s3://{bucket}/{key}")
+    return written
+
+
+def read_prefix(url: str, client: Any) -> list[ResultRecord]:
+    """Every record of every *.ndjson object under s3://bucket/prefix."""
+    bucket, prefix = parse_s3_url(url)
+    records: list[ResultRecord] = []
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix}/" if prefix else ""):
+        for obj in page.get("Contents", []):
+            if obj["Key"].endswith(".ndjson"):
+                body = client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode("utf-8")
+                records.extend(parse_ndjson(body, f"s3://{bucket}/{obj['Key']}"))
+    return records
