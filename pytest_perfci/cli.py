@@ -35,7 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_resctrl(sub)
     _add_cl2(sub)
     _add_matrix(sub)
-    _add_matrix(sub)
     _add_plan(sub)
     return parser
 
@@ -56,15 +55,6 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
-
-
-# --- perfci matrix -------------------------------------------------------------------------------
-
-
-def _add_matrix(sub: Any) -> None:
-    from pytest_perfci.results.matrix import add_parser
-
-    add_parser(sub)
 
 
 # --- perfci matrix -------------------------------------------------------------------------------
