@@ -74,7 +74,8 @@ class Infrastructure(BaseModel):
 
     def summary(self) -> str:
         where = f"{self.region}/{self.availability_zone or '?'}" if self.region else ""
-        parts = [self.arch, self.kind, self.cpu_model or self.cpu_vendor, f"kernel {self.kernel}" if self.kernel else "",
+        cpu = self.cpu_model or (self.cpu_vendor if self.cpu_vendor != "unknown" else "")
+        parts = [self.arch, self.kind, cpu, f"kernel {self.kernel}" if self.kernel else "",
                  self.os, where, self.ami or ""]
         return ", ".join(p for p in parts if p)
 

@@ -268,11 +268,17 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     if on and info is not None:
         allure_mod.provision_and_ready(info["infra"], info["acquired_s"], info["facts"])
     outcome = "passed"
+    held: BaseException | None = None
     try:
         with allure_mod.step("execute") if on else nullcontext():
-            result = yield
-    except BaseException as exc:
-        outcome = {"Skipped": "skipped", "XFailed": "xfailed"}.get(type(exc).__name__, "failed")
+            try:
+                result = yield
+            except (pytest.skip.Exception, pytest.xfail.Exception) as exc:
+                # expected-unavailable: the body ended as designed; the verdict step says how
+                outcome = f"{'xfailed' if isinstance(exc, pytest.xfail.Exception) else 'skipped'}: {exc}"
+                held = exc
+    except BaseException:
+        outcome = "failed"
         raise
     finally:
         recorder = item.stash.get(RECORDER_KEY, None)
@@ -280,7 +286,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
         if on:
             samples = [r.model_dump(mode="json", by_alias=True, exclude={"infrastructure"})
                        for r in (recorder.records if recorder is not None else [])]
-            allure_mod.verdict(samples, "regressed" if regressions and outcome == "passed" else outcome)
+            allure_mod.verdict(samples, "failed: regression" if regressions and outcome == "passed" else outcome)
+    if held is not None:
+        raise held
     if regressions:
         pytest.fail("\n".join(regressions), pytrace=False)
     return result

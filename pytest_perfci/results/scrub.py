@@ -29,7 +29,7 @@ _SECRET_FIELD = re.compile(
     r"([\"']?\s*(?:[:=]|=>)\s*[\"']?|>)"
     r"(?!\[REDACTED)([^\s\"'<>&,;}]{4,})"
 )
-_AUTHORIZATION = re.compile(r"(?im)^(\s*[\"']?authorization[\"']?\s*[:=]\s*[\"']?)(?!\[REDACTED)([^\r\n\"']+)")
+_AUTHORIZATION = re.compile(r"(?im)^(\s*[\"']?authorization[\"']?\s*[:=]\s*[\"']?)(?!\s*\[REDACTED)([^\r\n\"']+)")
 _SECRET_URL_PARAM = re.compile(r"(?i)([?&](?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token)=)(?!\[REDACTED)([^&\s\"'<>]+)")
 
 

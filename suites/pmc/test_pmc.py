@@ -24,6 +24,7 @@ from pytest_perfci.checks.pmc import (
 )
 from pytest_perfci.collect.pmc import run_perf_stat, run_probe
 from pytest_perfci.hosts.base import Host
+from pytest_perfci.results.plugin import Recorder
 
 CORE = ("cycles", "instructions")
 WIDER = (
@@ -69,6 +70,13 @@ def cell(verdict: Verdict) -> str:
     return verdict.detail if verdict.ok else (verdict.reason.value if verdict.reason else verdict.status.value)
 
 
+def record_sample(record: Recorder, event: str, verdict: Verdict, **metadata: object) -> None:
+    """The counted value as a typed sample (user-mode count of the fixed awk workload); none when not counted."""
+    if verdict.value is not None and verdict.status is not Status.UNAVAILABLE:
+        record.sample(f"pmc.{event}", verdict.value, "count", "pass" if verdict.ok else "fail",
+                      workload="awk loop (collect.pmc.WORKLOAD)", **metadata)
+
+
 def conclude(outcomes: list[Outcome]) -> None:
     failed = [o.message for o in outcomes if o.action == "fail"]
     if failed:
@@ -84,10 +92,15 @@ def test_cpi_count(
     probe_path: str,
     expectations: Expectations,
     perfci_capability: Callable[..., None],
+    perfci_record: Recorder,
 ) -> None:
     """cycles and instructions of one workload, counted by perf stat and by perf_event_open."""
-    stats = [run_perf_stat(host, [f"{e}:u" for e in CORE])[0] for _ in range(RUNS)]
-    probe, _ = run_probe(host, probe_path, CORE, repeat=RUNS, user_only=True)
+    runs = [run_perf_stat(host, [f"{e}:u" for e in CORE]) for _ in range(RUNS)]
+    stats = [stat for stat, _ in runs]
+    probe, probe_raw = run_probe(host, probe_path, CORE, repeat=RUNS, user_only=True)
+    for i, (_, raw) in enumerate(runs, 1):
+        perfci_record.attach(f"perf stat run {i}", f"$ {raw.command}\n{raw.stdout}\n--- stderr ---\n{raw.stderr}")
+    perfci_record.attach("perf_event_open probe", f"{probe_raw.stdout}\n--- stderr ---\n{probe_raw.stderr}")
     expected = expectations.for_target(target_key(host))
     verdicts: dict[str, Verdict] = {}
     for event in CORE:
@@ -111,11 +124,16 @@ def test_cpi_count(
     if all(v.ok for v in verdicts.values()):
         cpi = judge_cpi(verdicts["cycles"].value or 0.0, verdicts["instructions"].value or 0.0)
         perfci_capability("cpi", cpi.ok, cpi.detail, host=host)
+        if verdicts["instructions"].value:
+            perfci_record.sample("pmc.cpi", (verdicts["cycles"].value or 0.0) / verdicts["instructions"].value,
+                                 "cycles/instruction", "pass" if cpi.ok else "fail", direction="lower")
         if not cpi.ok:
             pytest.fail(cpi.line(), pytrace=False)
     outcomes = []
     for event, verdict in verdicts.items():
         perfci_capability(event, verdict.ok, cell(verdict), host=host)
+        record_sample(perfci_record, event, verdict, reader="perf stat, median of 3 runs",
+                      probe=verdict.other_value)
         outcomes.append(decide(event, state_of(verdict), explain(verdict), expected.get(event)))  # type: ignore[arg-type]
     conclude(outcomes)
 
@@ -127,10 +145,13 @@ def test_counters(
     pmc_context: PmcContext,
     expectations: Expectations,
     perfci_capability: Callable[..., None],
+    perfci_record: Recorder,
 ) -> None:
     """A wider set of generic hardware events: counted, not supported, or stuck at zero."""
-    stat, _ = run_perf_stat(host, [f"{event}:u"])
+    stat, raw = run_perf_stat(host, [f"{event}:u"])
+    perfci_record.attach("perf stat", f"$ {raw.command}\n{raw.stdout}\n--- stderr ---\n{raw.stderr}")
     verdict = judge_counter(stat.get(event), event, pmc_context)
     perfci_capability(event, verdict.ok, cell(verdict), host=host)
+    record_sample(perfci_record, event, verdict, reader="perf stat")
     expected = expectations.for_target(target_key(host)).get(event)
     conclude([decide(event, state_of(verdict), explain(verdict), expected)])  # type: ignore[arg-type]

@@ -33,6 +33,7 @@ from pytest_perfci.checks.resctrl import (
 )
 from pytest_perfci.collect.resctrl import Prober, imc_events
 from pytest_perfci.hosts.base import Host
+from pytest_perfci.results.plugin import Recorder
 
 WALK_RUNS = 5  # the selftests' NUM_OF_RUNS
 MBA_SECONDS = 1.0  # per throttle value: 10 values x 1 s of one core copying memory
@@ -82,11 +83,15 @@ def cache_size(host: Host, cpu: int, level: int) -> int | None:
 
 
 def test_availability(host: Host, resctrl: Observation, expectations: Expectations,
-                      perfci_capability: Callable[..., None]) -> None:
+                      perfci_capability: Callable[..., None], perfci_record: Recorder) -> None:
     """Three answers: hardware capable? kernel supports resctrl? mounted and usable?"""
     a = resctrl.availability
+    perfci_record.attach("resctrl observation", resctrl.model_dump(mode="json"), "json")
     hw_state = "available" if a.hardware.ok else "unavailable"
     perfci_capability("rdt_hardware", bool(a.hardware.ok), a.hardware.phrase, host=host)
+    perfci_capability("resctrl_kernel", bool(a.kernel.ok), a.kernel.phrase, host=host)
+    perfci_capability("resctrl_mount", bool(a.runtime.ok), a.runtime.phrase or f"not mountable: {a.kernel.phrase}",
+                      host=host)
     perfci_capability("resctrl", a.usable, a.line(), host=host)
     outcomes = []
     hw_expected = expected(host, expectations, "rdt_hardware")
@@ -122,7 +127,7 @@ def _write_cbm(prober: Prober, group: str, res: str, domains: list[int], mask: i
 @pytest.mark.parametrize("level", ["L3", "L2"])
 def test_cat(host: Host, level: str, resctrl: Observation, resctrl_prober: Prober,
              resctrl_group: Callable[..., str], expectations: Expectations,
-             perfci_capability: Callable[..., None]) -> None:
+             perfci_capability: Callable[..., None], perfci_record: Recorder) -> None:
     """Cache allocation: a valid CBM is accepted and read back, and fewer ways mean more LLC misses."""
     cap = f"{level.lower()}_cat"
     a = resctrl.availability
@@ -158,6 +163,7 @@ def test_cat(host: Host, level: str, resctrl: Observation, resctrl_prober: Probe
         if effective != mask:
             notes.append(f"hardware/kernel widened {mask:#x} to {effective:#x}")
         walk = resctrl_prober.walk(group, cpu, span, runs=WALK_RUNS)
+        perfci_record.attach(f"prober walk {level} mask {effective:#x}", walk, "json")
         counts = [m for m in walk["misses"] if m is not None]
         if not counts:
             why = (f"{level} CBMs accepted and read back ({'; '.join(notes)}) but LLC misses cannot be counted: "
@@ -165,6 +171,8 @@ def test_cat(host: Host, level: str, resctrl: Observation, resctrl_prober: Probe
             perfci_capability(cap, True, why, host=host)
             conclude([decide(f"{cap}_effect", "unavailable", why, expected(host, expectations, f"{cap}_effect"))])
         points.append((effective.bit_count(), statistics.fmean(counts)))
+        perfci_record.sample(f"resctrl.{cap}.llc_misses.{effective.bit_count()}ways", points[-1][1], "misses",
+                             mask=f"{effective:#x}", span_bytes=span, runs=len(counts))
     effect = judge_cat_sweep(points, enforce=host.facts.cpu_vendor == "intel")
     perfci_capability(cap, effect.ok, effect.detail, host=host)
     if not effect.ok:
@@ -173,7 +181,8 @@ def test_cat(host: Host, level: str, resctrl: Observation, resctrl_prober: Probe
 
 @pytest.mark.resctrl_effect
 def test_mba(host: Host, resctrl: Observation, resctrl_prober: Prober, resctrl_group: Callable[..., str],
-             expectations: Expectations, perfci_capability: Callable[..., None]) -> None:
+             expectations: Expectations, perfci_capability: Callable[..., None],
+             perfci_record: Recorder) -> None:
     """Memory bandwidth allocation: bandwidth rises with the MB throttle value; MBM agrees with iMC within 8 %."""
     a = resctrl.availability
     if not a.usable:
@@ -199,8 +208,11 @@ def test_mba(host: Host, resctrl: Observation, resctrl_prober: Prober, resctrl_g
             pytest.fail(f"MB:{value} rejected: {result['error']} ({(result['last_cmd_status'] or '').strip()})",
                         pytrace=False)
         run = resctrl_prober.bandwidth(group, cpu, MBA_BYTES, MBA_SECONDS)
+        perfci_record.attach(f"prober bandwidth MB:{value}", run, "json")
         mbm = run["mbm_mibps"].get("mbm_total_bytes") or run["mbm_mibps"].get("mbm_local_bytes")
         points.append((value, float(mbm if mbm else run["workload_mibps"])))
+        perfci_record.sample(f"resctrl.mba.mibps.mb{value}", points[-1][1], "MiB/s",
+                             source="mbm" if mbm else "workload", throttle=value)
     effect = judge_mba_trend(points)
     detail = effect.detail
     if effect.ok and imc_events(host.facts.pmu_devices) and host.facts.perf_version:
@@ -238,7 +250,7 @@ def _mbm_vs_imc(host: Host, prober: Prober, group: str, cpu: int) -> Any:
 @pytest.mark.resctrl_effect
 def test_monitoring(host: Host, resctrl: Observation, resctrl_prober: Prober,
                     resctrl_group: Callable[..., str], expectations: Expectations,
-                    perfci_capability: Callable[..., None]) -> None:
+                    perfci_capability: Callable[..., None], perfci_record: Recorder) -> None:
     """llc_occupancy of a group walking a known buffer lands near its size; mbm bytes grow under load."""
     a = resctrl.availability
     if not a.usable:
@@ -268,6 +280,7 @@ def test_monitoring(host: Host, resctrl: Observation, resctrl_prober: Prober,
                                                                         cache=True))
             span = size * bits // l3.cbm_bits
     walk = resctrl_prober.walk(group, cpu, span, runs=WALK_RUNS)
+    perfci_record.attach("prober walk (llc_occupancy)", walk, "json")
     occupancy = [v for v in walk["llc_occupancy"][1:] if v is not None]  # first run: setup transition
     outcomes = []
     if not occupancy:
@@ -276,11 +289,17 @@ def test_monitoring(host: Host, resctrl: Observation, resctrl_prober: Prober,
     else:
         cmt = judge_cmt(statistics.fmean(occupancy), span)
         perfci_capability("llc_occupancy", cmt.ok, cmt.detail, host=host)
+        perfci_record.sample("resctrl.llc_occupancy.bytes", statistics.fmean(occupancy), "bytes",
+                             "pass" if cmt.ok else "fail", span_bytes=span)
         if not cmt.ok:
             pytest.fail(f"CMT: {cmt.detail}", pytrace=False)
     if {"mbm_total_bytes", "mbm_local_bytes"} & set(mon.mon_features):
         run = resctrl_prober.bandwidth(group, cpu, MBA_BYTES, MBM_SECONDS)
+        perfci_record.attach("prober bandwidth (mbm)", run, "json")
         rates = {k: v for k, v in run["mbm_mibps"].items() if v is not None}
+        for feature, rate in rates.items():
+            perfci_record.sample(f"resctrl.{feature}.mibps", rate, "MiB/s", "pass" if rate > 0 else "fail",
+                                 workload_mibps=run["workload_mibps"])
         grew = {k: v for k, v in rates.items() if v > 0}
         perfci_capability("mbm", bool(grew), f"{rates} MiB/s while copying {run['workload_mibps']} MiB/s",
                           host=host)

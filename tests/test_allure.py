@@ -1,0 +1,101 @@
+"""A small suite run with --alluredir: labels, steps, environment.properties, attachments, no secrets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_perfci.results.scrub import find_leaks
+
+PEM = "-----BEGIN " + "OPENSSH PRIVATE KEY-----\\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\\n-----END " + \
+      "OPENSSH PRIVATE KEY-----"
+SUITE = f'''
+import pytest
+
+def test_counts(host, perfci_record, perfci_capability):
+    out = host.run("echo 21000123,,instructions:u").stdout
+    perfci_record.attach("perf stat", out)
+    perfci_record.attach("prober JSON", {{"ok": True, "mounted": False}}, "json")
+    perfci_record.sample("mini.instructions", 21000123, "count", "pass", reader="echo")
+    perfci_capability("cycles", False, "no hardware PMU exposed", host=host)
+    # what a careless test might hand over: all of it must be redacted before anyone reads it
+    perfci_record.attach("leaky log", "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\\n{PEM}")
+    print("debug: aws_session_token=IQoJb3JpZ2luX2VjEXAMPLETOKENxyz key AKIAIOSFODNN7EXAMPLE")
+    print("{PEM}")
+
+def test_unavailable(host):
+    pytest.xfail("resctrl: unavailable and no expectation for this target")
+'''
+
+
+@pytest.fixture
+def allure_run(pytester: pytest.Pytester) -> tuple[pytest.RunResult, Path, Path]:
+    pytester.mkdir("suites")
+    pytester.mkdir("suites/mini")
+    (pytester.path / "suites" / "mini" / "test_mini.py").write_text(SUITE)
+    result = pytester.runpytest("suites/mini", "--alluredir=allure-results", "--perfci-results=results",
+                                "--perfci-run-id=perfci-allure-1", "-p", "no:cacheprovider")
+    return result, pytester.path / "allure-results", pytester.path / "results"
+
+
+def results(alluredir: Path) -> dict[str, dict]:
+    docs = [json.loads(p.read_text()) for p in alluredir.glob("*-result.json")]
+    return {d["name"]: d for d in docs}
+
+
+def test_labels_steps_and_attachments(allure_run: tuple[pytest.RunResult, Path, Path]) -> None:
+    result, alluredir, _ = allure_run
+    result.assert_outcomes(passed=1, xfailed=1)
+    tests = results(alluredir)
+    counts = tests["test_counts[local]"]
+    labels = [(lab["name"], lab["value"]) for lab in counts["labels"]]
+    parents = [v for k, v in labels if k == "parentSuite"]
+    assert len(parents) == 1 and parents[0].startswith("local/")
+    assert ("suite", "mini") in labels and ("subSuite", "test_mini") in labels
+    tags = {v for k, v in labels if k == "tag"}
+    assert "x86_64" in tags or "arm64" in tags
+    assert tags & {"metal", "vm", "virt-unknown"}
+    steps = [s["name"].split(":")[0] for s in counts["steps"]]
+    assert steps == ["provision", "ready", "execute", "verdict", "teardown"]
+    by_step = {s["name"].split(":")[0]: [a["name"] for a in s.get("attachments", [])] for s in counts["steps"]}
+    assert by_step["ready"] == ["host facts"]
+    assert by_step["execute"] == ["perf stat", "prober JSON", "leaky log"]
+    assert by_step["verdict"] == ["perfci samples", "perfci verdicts"]
+    verdict_step = next(s for s in counts["steps"] if s["name"].startswith("verdict"))
+    samples_src = next(a["source"] for a in verdict_step["attachments"] if a["name"] == "perfci samples")
+    samples = json.loads((alluredir / samples_src).read_text())
+    assert samples[0]["name"] == "mini.instructions" and samples[0]["value"] == 21000123
+    perf_src = next(a["source"] for s in counts["steps"] for a in s.get("attachments", []) if a["name"] == "perf stat")
+    assert (alluredir / perf_src).read_text() == "21000123,,instructions:u\n"
+    xfailed = tests["test_unavailable[local]"]
+    assert xfailed["status"] == "skipped"
+    assert [s["name"] for s in xfailed["steps"]][3].startswith("verdict: xfailed: resctrl: unavailable")
+
+
+def test_environment_properties_from_host_facts(allure_run: tuple[pytest.RunResult, Path, Path]) -> None:
+    _, alluredir, _ = allure_run
+    props = dict(line.split("=", 1) for line in (alluredir / "environment.properties").read_text().splitlines())
+    assert props["provider"] == "local" and props["run_id"] == "perfci-allure-1"
+    assert props["arch"] in ("x86_64", "arm64") and props["metal"] in ("metal", "VM", "virt?")
+    assert props["kernel"] and props["os"] and int(props["nproc"]) >= 1
+
+
+def test_no_key_material_or_credentials_anywhere(allure_run: tuple[pytest.RunResult, Path, Path]) -> None:
+    result, alluredir, resultsdir = allure_run
+    assert find_leaks(alluredir) == []
+    assert find_leaks(resultsdir) == []
+    everything = "".join(p.read_text(errors="replace") for d in (alluredir, resultsdir) for p in d.rglob("*")
+                         if p.is_file())
+    for secret in ("wJalrXUtnFEMI", "IQoJb3JpZ2luX2Vj", "AKIAIOSFODNN7EXAMPLE", "b3BlbnNzaC1rZXkt", "PRIVATE KEY"):
+        assert secret not in everything, secret
+    assert "[REDACTED by perfci]" in everything
+    # allure-pytest captured the printed secrets itself; the end-of-session sweep redacted them and said so.
+    result.stdout.fnmatch_lines(["redacted * secret-looking string(s) in *allure-results"])
+
+
+def test_without_alluredir_nothing_is_written_for_allure(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_plain="def test_x(host, perfci_record):\n    perfci_record.attach('a', 'b')\n")
+    pytester.runpytest("-p", "no:cacheprovider", "--perfci-results=results").assert_outcomes(passed=1)
+    assert not list(pytester.path.glob("**/*-result.json"))
