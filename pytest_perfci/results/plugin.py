@@ -313,19 +313,22 @@ def records_from_report(report: pytest.TestReport, run_id: str) -> list[ResultRe
     props = list(report.user_properties)
     infra_docs = [v for k, v in props if k == INFRA_PROPERTY]
     infra = Infrastructure.model_validate(infra_docs[-1]) if infra_docs else None
-    timing = {"outcome": report.outcome, "test_started": _ts(report.start), "test_finished": _ts(report.stop)}
+    started, finished = _ts(report.start), _ts(report.stop)
+    timing: dict[str, Any] = {"outcome": report.outcome, "test_started": started, "test_finished": finished}
     out = []
-    for key, value in props:
+    for key, raw in props:
+        value: dict[str, Any] = raw if isinstance(raw, dict) else {}
         if key == SAMPLE_PROPERTY:
             out.append(ResultRecord.model_validate({**value, **timing}))
         elif key == CAPABILITY_PROPERTY:
             cap_infra = infra or Infrastructure(target=value.get("target", ""), run_id=run_id)
-            out.append(ResultRecord(
-                name=value["capability"], kind="capability", verdict="pass" if value["ok"] else "unavailable",
-                metadata={"detail": value.get("detail", "")}, run_id=run_id, test=report.nodeid,
-                suite=allure_mod.suite_name(Path(report.fspath)), infrastructure=cap_infra,
-                recorded_at=timing["test_finished"] or datetime.now(UTC), **timing,
-            ))
+            out.append(ResultRecord.model_validate({
+                "name": value["capability"], "kind": "capability",
+                "verdict": "pass" if value["ok"] else "unavailable",
+                "metadata": {"detail": value.get("detail", "")}, "run_id": run_id, "test": report.nodeid,
+                "suite": allure_mod.suite_name(Path(report.fspath)), "infrastructure": cap_infra,
+                "recorded_at": finished or datetime.now(UTC), **timing,
+            }))
     return out
 
 

@@ -87,7 +87,7 @@ LEAK_PATTERNS = (
 
 def find_leaks(root: Path) -> list[str]:
     """`file: pattern` for every file under root that still contains a secret-looking string."""
-    leaks = []
+    leaks: list[str] = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         text = path.read_bytes().decode("utf-8", errors="replace")
         leaks.extend(f"{path}: {pat.pattern}" for pat in LEAK_PATTERNS if pat.search(text))
