@@ -306,6 +306,7 @@ _ORPHAN_HEADER = ["REGION", "KIND", "ID", "RUN ID", "EXPIRES-AT", "WHY"]
 def _reap(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
+    import pytest_perfci.providers.kops  # noqa: F401  (registers the "cluster" deleter and describer)
     from pytest_perfci.aws.clients import RealEndpointRefused, client, session
     from pytest_perfci.cleanup import reaper
     from pytest_perfci.cleanup.ledger import Ledger

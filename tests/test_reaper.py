@@ -285,24 +285,24 @@ def test_reap_deletes_exactly_the_orphans_and_is_idempotent(world: World) -> Non
 
 
 def test_reap_reports_unknown_kind_as_failed_and_dispatches_registered_kinds(world: World) -> None:
-    cluster = Orphan(kind="cluster", id="c1.k8s.local", run_id="run-expired-1", reason="test")
-    report = reaper.reap(world.ec2, [cluster])
+    widget = Orphan(kind="test-widget", id="w1", run_id="run-expired-1", reason="test")
+    report = reaper.reap(world.ec2, [widget])
     assert not report.ok and "no deleter registered" in report.failed[0].detail
 
     seen: list[str] = []
 
-    def delete_clusters(ctx: reaper.ReapContext, orphans: list[Orphan]) -> list[reaper.Outcome]:
-        seen.append("cluster")
+    def delete_widgets(ctx: reaper.ReapContext, orphans: list[Orphan]) -> list[reaper.Outcome]:
+        seen.append("test-widget")
         return [reaper.Outcome(kind=o.kind, id=o.id, status="deleted") for o in orphans]
 
-    reaper.register_deleter("cluster", order=5)(delete_clusters)
+    reaper.register_deleter("test-widget", order=5)(delete_widgets)
     try:
         found = reaper.find(world.ec2, run_id="run-expired-1")
-        report = reaper.reap(world.ec2, [*found, cluster])
+        report = reaper.reap(world.ec2, [*found, widget])
         assert report.ok
-        assert [o.kind for o in report.outcomes] == ["cluster", INSTANCE, KEY_PAIR, SECURITY_GROUP]
+        assert [o.kind for o in report.outcomes] == ["test-widget", INSTANCE, KEY_PAIR, SECURITY_GROUP]
     finally:
-        reaper._DELETERS.pop("cluster")
+        reaper._DELETERS.pop("test-widget")
 
 
 def test_reap_one_kind_failing_does_not_stop_the_others(world: World) -> None:
