@@ -25,22 +25,38 @@ if [ -z "$python" ]; then
 fi
 [ -n "$python" ] || { echo "install.sh: no Python >= 3.11 found; set PYTHON=/path/to/python3.11" >&2; exit 1; }
 
-packages=()
-command -v perf >/dev/null || packages+=(linux-perf)
-"$python" -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
+# Required: what the set-up cannot work without. Optional: perf, whose package name differs by distro
+# and may not exist for a cloud kernel; without it the PMC suite answers "perf not installed".
+required=()
+optional=()
+"$python" -c 'import ensurepip, venv' 2>/dev/null || required+=(python3-venv)
 if [ "$dev" = 1 ]; then
-  [ -x /usr/sbin/sshd ] || packages+=(openssh-server)
-  command -v ssh-keygen >/dev/null || packages+=(openssh-client)
+  [ -x /usr/sbin/sshd ] || required+=(openssh-server)
+  command -v ssh-keygen >/dev/null || required+=(openssh-client)
 fi
-if [ "${#packages[@]}" -gt 0 ]; then
+if ! command -v perf >/dev/null; then
+  if grep -qi '^ID=ubuntu' /etc/os-release 2>/dev/null; then
+    optional+=(linux-tools-common "linux-tools-$(uname -r)")
+  else
+    optional+=(linux-perf)
+  fi
+fi
+if [ "${#required[@]}" -gt 0 ] || [ "${#optional[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then sudo=(); elif sudo -n true 2>/dev/null; then sudo=(sudo -n); else sudo=(false); fi
   if [ "${sudo[0]:-}" = false ]; then
-    echo "install.sh: missing system packages: ${packages[*]} (run as root or with sudo to install them)" >&2
+    echo "install.sh: missing system packages: ${required[*]} ${optional[*]} (run as root or with sudo to install them)" >&2
   else
-    echo "install.sh: installing ${packages[*]}"
     export DEBIAN_FRONTEND=noninteractive
     "${sudo[@]}" apt-get update -qq
-    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+    if [ "${#required[@]}" -gt 0 ]; then
+      echo "install.sh: installing ${required[*]}"
+      "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${required[@]}" >/dev/null
+    fi
+    if [ "${#optional[@]}" -gt 0 ]; then
+      echo "install.sh: installing ${optional[*]}"
+      "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${optional[@]}" >/dev/null \
+        || echo "install.sh: could not install ${optional[*]}; the PMC suite will report 'perf not installed'" >&2
+    fi
   fi
 fi
 
