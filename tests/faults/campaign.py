@@ -84,6 +84,15 @@ SECRET_PATTERNS: dict[str, re.Pattern[str]] = {
 }
 
 
+# Misses the campaign found that are reported and not fixed yet (they still count as misses).
+KNOWN_FINDINGS: dict[str, str] = {
+    "sigkill-key-file": "after SIGKILL the run's private key stays in <results>/.keys/*.pem (0600); `perfci reap` "
+                        "deletes the key pair in EC2 but not the file",
+    "empty-instance-type": "`--instance-type=,` is accepted as 'no type' and the run silently checks the local "
+                           "machine instead of a usage error",
+}
+
+
 # --- the environment: moto (with its request recorder) and sshd ----------------------------------------
 
 
@@ -256,9 +265,10 @@ class Outcome:
     secrets: list[str] = field(default_factory=list)
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    known: str | None = None  # a miss that is a known, reported finding (see KNOWN_FINDINGS)
 
     def line(self) -> str:
-        status = "ok  " if self.ok else "FAIL"
+        status = "ok  " if self.ok else "KNWN" if self.known else "FAIL"
         sec = f", SECRETS {len(self.secrets)}" if self.secrets else ""
         return f"{status} {self.section:<5} {self.name:<44} {self.seconds:5.1f}s leaks {self.leaks}{sec}: {self.detail}"
 
@@ -285,6 +295,9 @@ def _after(env: Env, run: Run, outcome: Outcome) -> Outcome:
     outcome.extra["keys_on_disk"] = len(keys)
     outcome.secrets = scan_secrets([run.results, run.out, run.err])
     if outcome.secrets:
+        if outcome.ok and outcome.extra.get("signal") == "SIGKILL" and all(
+                f"{run.results}/.keys/" in hit for hit in outcome.secrets):
+            outcome.known = "sigkill-key-file"
         outcome.ok = False
         outcome.detail += "; secrets: " + ", ".join(s.replace(str(env.work) + "/", "") for s in outcome.secrets)
     env.reset()
@@ -475,11 +488,29 @@ def test_ssh(host):
 '''
 
 
-def _kill_process_group(server: SshdServer) -> None:
-    """The listener and every per-connection sshd it forked (they share its process group)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.process.pid, signal.SIGKILL)
+def _descendants(pid: int) -> list[int]:
+    """Every live descendant of pid, from /proc (sshd's per-connection children call setsid())."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _kill_sshd(server: SshdServer) -> int:
+    """SIGKILL the listener and every per-connection sshd (and session) under it, as a crash would."""
+    victims = [server.process.pid, *_descendants(server.process.pid)]
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     server.process.wait(5)
+    return len(victims)
 
 
 def ssh_faults(env: Env, report: Callable[[Outcome], None]) -> list[Outcome]:
@@ -503,12 +534,16 @@ def ssh_faults(env: Env, report: Callable[[Outcome], None]) -> list[Outcome]:
             fh.write(run_keys.read_text())
         late.append(server)
 
-    timer = threading.Timer(4.0, boot)
     run = start_run(env, "ssh-late", f"--rootdir={suite}", suite=str(suite), sshd_port=port,
                     authorized_keys=run_keys, extra_env={"PERFCI_TEST_SSH_READY_TIMEOUT": "30"})
-    timer.start()
+    try:  # the "instance" boots 4 s after the provider learnt its address (and the harness wrote the key)
+        _wait(run, "address-returned")
+        time.sleep(4.0)
+        boot()
+    except RuntimeError as e:
+        run.proc.kill()
+        print(f"ssh-late: {e}", file=sys.stderr)
     rc = _finish(env, run, 90)
-    timer.join()
     took = time.monotonic() - started
     waits = (run.stdout + run.stderr).count("ssh-wait")
     o = Outcome("ssh", "sshd not listening for the first 4 s", rc == 0 and waits > 0,
@@ -543,7 +578,7 @@ def ssh_faults(env: Env, report: Callable[[Outcome], None]) -> list[Outcome]:
                     extra_env={"PERFCI_SSH_FAULT": "kill-sshd"})
     try:
         _wait(run, "ssh-test-running")
-        _kill_process_group(own)
+        _kill_sshd(own)
         (run.markers / "sshd-killed").write_text("")
     except RuntimeError as e:
         run.proc.kill()
@@ -669,7 +704,8 @@ def bad_input_run(env: Env, name: str, args: list[str], changes: dict[str, str |
     ok = proc.returncode == pytest.ExitCode.USAGE_ERROR and len(lines) == 1 and lines[0].startswith("ERROR: ")
     detail = lines[0] if len(lines) == 1 else f"rc {proc.returncode}, {len(lines)} stderr lines: " + " | ".join(
         (lines or proc.stdout.splitlines())[-4:])
-    return Outcome("input", name, ok, detail[:220], seconds=time.monotonic() - started)
+    known = "empty-instance-type" if not ok and name == "empty instance type" and proc.returncode == 0 else None
+    return Outcome("input", name, ok, detail[:220], seconds=time.monotonic() - started, known=known)
 
 
 def bad_input_campaign(env: Env, report: Callable[[Outcome], None], jobs: int = 3) -> list[Outcome]:
@@ -711,12 +747,15 @@ def summary(outcomes: list[Outcome], seconds: float) -> list[str]:
     by_sig = Counter(o.extra["signal"] for o in kills)
     grid = Counter((o.extra["phase"], o.extra["signal"]) for o in kills)
     lines = [
-        f"campaign: {len(outcomes)} runs in {seconds:.0f}s; {sum(not o.ok for o in outcomes)} failed",
+        f"campaign: {len(outcomes)} runs in {seconds:.0f}s; {sum(not o.ok for o in outcomes)} missed a target "
+        f"({sum(bool(o.known) for o in outcomes)} of them known findings)",
         f"kill: {len(kills)} runs; by phase {dict(by_phase)}; by signal {dict(by_sig)}",
         "kill grid: " + ", ".join(f"{p}/{s}={n}" for (p, s), n in sorted(grid.items())),
         f"kill: left before reap after SIGKILL: {sum(o.extra.get('left_before_reap', 0) for o in kills)} resources;"
         f" private keys left on disk: {sum(o.extra.get('keys_on_disk', 0) for o in kills)}",
     ]
+    for key in sorted({o.known for o in outcomes if o.known}):
+        lines.append(f"known finding x{sum(o.known == key for o in outcomes)}: {KNOWN_FINDINGS[key]}")
     for section in ("kill", "api", "ssh", "input"):
         some = [o for o in outcomes if o.section == section]
         if some:
