@@ -35,13 +35,13 @@ sys.path.insert(0, str(ROOT))  # for tests.* when run as a script
 
 os.environ["PERFCI_LOCAL_ONLY"] = "1"  # never a real AWS endpoint
 
-from benchmarks.host_overhead import machine  # noqa: E402
-from pytest_perfci.cleanup.ledger import Ledger  # noqa: E402
-from pytest_perfci.providers.ec2 import EC2Provider  # noqa: E402
-from pytest_perfci.settings import load_settings  # noqa: E402
-from tests.faults.campaign import start_sshd_on  # noqa: E402
-from tests.moto_server import free_port, start_moto  # noqa: E402
-from tests.sshd import SshdServer, sshd_available  # noqa: E402
+from benchmarks.host_overhead import machine
+from pytest_perfci.cleanup.ledger import Ledger
+from pytest_perfci.providers.ec2 import EC2Provider
+from pytest_perfci.settings import load_settings
+from tests.faults.campaign import start_sshd_on
+from tests.moto_server import free_port, start_moto
+from tests.sshd import SshdServer, sshd_available
 
 TYPES = ("m7i.large", "c7g.large", "m5.large", "c5.large", "r5.large", "t3.medium", "m6g.large", "c6i.large")
 

@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT))  # for tests.* when run as a script
 
 os.environ["PERFCI_LOCAL_ONLY"] = "1"  # never a real AWS endpoint
 
-from benchmarks.host_overhead import machine  # noqa: E402
-from tests.faults.campaign import Env, all_leftovers, environment  # noqa: E402
-from tests.sshd import sshd_available  # noqa: E402
+from benchmarks.host_overhead import machine
+from tests.faults.campaign import Env, all_leftovers, environment
+from tests.sshd import sshd_available
 
 TYPES = ("m7i.large", "c7g.large", "m5.large", "c5.large")
 
@@ -109,12 +109,11 @@ def main() -> int:
         print(f"skipped ({reason})")
         return 0
     rows = []
-    with tempfile.TemporaryDirectory(prefix="perfci-bench-xdist-") as tmp:
-        with environment(Path(tmp) / "env") as env:
-            for n in (int(w) for w in args.workers.split(",")):
-                row = one_run(env, Path(tmp), n, args)
-                rows.append(row)
-                print(f"  -n {n}: done in {row['wall']:.1f}s ({row['status']})", flush=True)
+    with tempfile.TemporaryDirectory(prefix="perfci-bench-xdist-") as tmp, environment(Path(tmp) / "env") as env:
+        for n in (int(w) for w in args.workers.split(",")):
+            row = one_run(env, Path(tmp), n, args)
+            rows.append(row)
+            print(f"  -n {n}: done in {row['wall']:.1f}s ({row['status']})", flush=True)
     print(f"{len(TYPES)} types x {args.tests} tests ({args.sleep:g}s each), instances reachable {args.boot:g}s "
           "after running; RunInstances counted at the moto server")
     print(f"  {'-n':>4} {'RunInstances':>12} {'Terminate calls':>15} {'creating procs':>14} "

@@ -58,10 +58,10 @@ if str(ROOT) not in sys.path:
 
 os.environ["PERFCI_LOCAL_ONLY"] = "1"  # fail closed, as tests/conftest.py does, for script use too
 
-from tests import sshd as sshd_mod  # noqa: E402
-from tests.moto_server import MotoServer, free_port, start_moto  # noqa: E402
-from tests.sshd import SshdServer, start_sshd  # noqa: E402
-from tests.test_kill import PERFCI, Run  # noqa: E402
+from tests import sshd as sshd_mod
+from tests.moto_server import MotoServer, free_port, start_moto
+from tests.sshd import SshdServer, start_sshd
+from tests.test_kill import PERFCI, Run
 
 TYPES = ("m7i.large", "c7g.large", "m5.large")
 SUITE = "suites/pmc"
@@ -390,8 +390,8 @@ def kill_campaign(env: Env, runs: int, rng: random.Random, report: Callable[[Out
 # (name, PERFCI_FAULTS, expected exit code, text expected in the output, in CI)
 API_SCENARIOS: list[tuple[str, str, int, str, bool]] = [
     ("transient faults everywhere, retried",
-     "CreateSecurityGroup@1=RequestLimitExceeded;RunInstances@1=RequestLimitExceeded;"
-     "RunInstances@2=InsufficientInstanceCapacity;DescribeInstances@1-2=timeout;TerminateInstances@1-2=500",
+     ("CreateSecurityGroup@1=RequestLimitExceeded;RunInstances@1=RequestLimitExceeded;"
+     "RunInstances@2=InsufficientInstanceCapacity;DescribeInstances@1-2=timeout;TerminateInstances@1-2=500"),
      0, "InsufficientInstanceCapacity in", True),
     ("no capacity in any AZ: the type's tests skip", "RunInstances@*=InsufficientInstanceCapacity",
      0, "no capacity for", True),
@@ -414,7 +414,7 @@ def api_run(env: Env, i: int, name: str, faults: str, want_rc: int, want_text: s
     run = start_run(env, run_id, extra_env={"PERFCI_FAULTS": faults})
     rc = _finish(env, run, 240)
     out = run.stdout + run.stderr
-    calls = Counter()
+    calls: Counter[str] = Counter()
     log = run.results.parent / "api-calls.jsonl"
     injected = 0
     if log.exists():
@@ -580,7 +580,7 @@ def ssh_faults(env: Env, report: Callable[[Outcome], None]) -> list[Outcome]:
         _wait(run, "ssh-test-running")
         _kill_sshd(own)
         (run.markers / "sshd-killed").write_text("")
-    except RuntimeError as e:
+    except RuntimeError:
         run.proc.kill()
     rc = _finish(env, run, 90)
     took = time.monotonic() - started
@@ -601,7 +601,8 @@ def ssh_faults(env: Env, report: Callable[[Outcome], None]) -> list[Outcome]:
     rc = _finish(env, run, 90)
     took = time.monotonic() - started
     text = run.stdout + run.stderr
-    lingering = subprocess.run(["pgrep", "-f", "sleep 3600; echo never"], capture_output=True, text=True).stdout.split()
+    lingering = subprocess.run(["pgrep", "-f", "sleep 3600; echo never"], capture_output=True, text=True,
+                               check=False).stdout.split()
     ok = (rc == 1 and "SSH FAULT SEEN" in text and "command timed out after 3s" in text
           and "teardown: terminating 1 instance" in text and not lingering)
     o = Outcome("ssh", "command never returns (timeout 3 s)", ok,
@@ -747,12 +748,12 @@ def summary(outcomes: list[Outcome], seconds: float) -> list[str]:
     by_sig = Counter(o.extra["signal"] for o in kills)
     grid = Counter((o.extra["phase"], o.extra["signal"]) for o in kills)
     lines = [
-        f"campaign: {len(outcomes)} runs in {seconds:.0f}s; {sum(not o.ok for o in outcomes)} missed a target "
-        f"({sum(bool(o.known) for o in outcomes)} of them known findings)",
+        (f"campaign: {len(outcomes)} runs in {seconds:.0f}s; {sum(not o.ok for o in outcomes)} missed a target "
+        f"({sum(bool(o.known) for o in outcomes)} of them known findings)"),
         f"kill: {len(kills)} runs; by phase {dict(by_phase)}; by signal {dict(by_sig)}",
         "kill grid: " + ", ".join(f"{p}/{s}={n}" for (p, s), n in sorted(grid.items())),
-        f"kill: left before reap after SIGKILL: {sum(o.extra.get('left_before_reap', 0) for o in kills)} resources;"
-        f" private keys left on disk: {sum(o.extra.get('keys_on_disk', 0) for o in kills)}",
+        (f"kill: left before reap after SIGKILL: {sum(o.extra.get('left_before_reap', 0) for o in kills)} resources;"
+        f" private keys left on disk: {sum(o.extra.get('keys_on_disk', 0) for o in kills)}"),
     ]
     for key in sorted({o.known for o in outcomes if o.known}):
         lines.append(f"known finding x{sum(o.known == key for o in outcomes)}: {KNOWN_FINDINGS[key]}")
