@@ -7,6 +7,7 @@ and a test that does not fit is always skipped with a reason naming the target, 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import pytest
 
@@ -16,8 +17,10 @@ ARCHES = ("x86_64", "arm64")
 CAPABILITIES = ("pmc", "resctrl")
 
 MARKERS = {
-    "instance_type": "instance_type(*types): run only on targets of these EC2 instance types; "
-    "other targets skip with a reason naming them.",
+    "instance_type": "instance_type(*types): run only on targets of these EC2 instance types, or of types "
+    'matching an attribute query: instance_type(metal=True, arch="x86_64", vendor="intel") or '
+    'instance_type("arch=arm64,metal=true"); keys arch, vendor, metal, family, name, vcpus. A test fits '
+    "when any name or query matches; other targets skip with a reason naming them.",
     "arch": 'arch("x86_64"|"arm64"): run only on targets of this CPU architecture.',
     "metal": "metal: run only on bare-metal targets (not virtualised).",
     "requires": "requires(pmc=True, resctrl=True): run only where the host has (or, with False, lacks) "
@@ -39,8 +42,16 @@ def validate(marks: Iterable[pytest.Mark], where: str) -> None:
             if len(mark.args) != 1 or mark.kwargs or normalise_arch(str(mark.args[0])) not in ARCHES:
                 raise MarkerError(f"{where}: @pytest.mark.arch{mark.args!r} is not allowed; use one of {ARCHES}")
         elif mark.name == "instance_type":
-            if not mark.args or not all(isinstance(a, str) and a for a in mark.args):
+            if not (mark.args or mark.kwargs) or not all(isinstance(a, str) and a for a in mark.args):
+                # (or an attribute query: the marker's documentation in MARKERS says how)
                 raise MarkerError(f"{where}: @pytest.mark.instance_type needs one or more type names")
+            try:
+                queries = _queries(mark)
+            except ValueError as exc:
+                raise MarkerError(f"{where}: @pytest.mark.instance_type: {exc}") from None
+            if any(q.pick for q in queries):
+                raise MarkerError(f"{where}: @pytest.mark.instance_type: pick= chooses what to provision "
+                                  "(--instance-type); a marker only filters the run's targets")
         elif mark.name == "metal":
             if mark.args or mark.kwargs:
                 raise MarkerError(f"{where}: @pytest.mark.metal takes no arguments")
@@ -53,13 +64,64 @@ def validate(marks: Iterable[pytest.Mark], where: str) -> None:
                 )
 
 
-def instance_type_reason(marks: Iterable[pytest.Mark], target: str, instance_type: str | None) -> str | None:
-    """Skip reason from instance_type markers, decidable before the host exists when the type is known."""
+def _queries(mark: pytest.Mark) -> list[Any]:
+    """The attribute queries of an instance_type mark: its kwargs, and positional args containing '='."""
+    from pytest_perfci.providers.ec2.resolve import Query, is_query
+
+    queries = [Query.parse(a) for a in mark.args if is_query(a)]
+    if mark.kwargs:
+        queries.append(Query.from_kwargs(mark.kwargs))
+    return queries
+
+
+def _spelt(mark: pytest.Mark) -> str:
+    parts = [repr(a) for a in mark.args] + [f"{k}={v!r}" for k, v in mark.kwargs.items()]
+    return f"instance_type({', '.join(parts)})"
+
+
+def instance_type_reason(
+    marks: Iterable[pytest.Mark],
+    target: str,
+    instance_type: str | None,
+    *,
+    requested: str | None = None,
+    attrs: Any = None,
+) -> str | None:
+    """Skip reason from instance_type markers, or None when the target fits (or cannot be judged yet).
+
+    A mark fits when the target's real type (or the alias it was requested as) is one of its names, or
+    its attributes match one of its queries. `attrs` has name, family, arch, vendor, vcpus, metal (an
+    InstanceTypeInfo from the catalogue, or facts_attrs(facts)); without it a query is undecided and
+    the caller asks again once the host's facts are known.
+    """
     for mark in marks:
-        if mark.name == "instance_type" and instance_type not in mark.args:
-            have = instance_type or "no known instance type"
+        if mark.name != "instance_type":
+            continue
+        names = [a for a in mark.args if "=" not in a]
+        if instance_type in names or (requested is not None and requested in names):
+            continue
+        queries = _queries(mark)
+        if queries and attrs is None:
+            continue  # undecided until the facts are known
+        if any(q.matches(attrs) for q in queries):
+            continue
+        have = instance_type or "no known instance type"
+        if not queries:
             return f"target {target} ({have}) is not one of instance_type{tuple(mark.args)}"
+        return f"target {target} ({have}) does not match {_spelt(mark)}"
     return None
+
+
+def facts_attrs(facts: Facts) -> Any:
+    """What an instance_type query can match on a host known only by its facts (local, inventory)."""
+    from types import SimpleNamespace
+
+    name = facts.instance_type
+    vendor = {"intel": "intel", "amd": "amd"}.get(facts.cpu_vendor)
+    if facts.cpu_vendor == "arm" and name:  # arm64 on EC2 is Graviton
+        vendor = "aws"
+    return SimpleNamespace(name=name, family=name.split(".", 1)[0] if name else None, arch=facts.arch,
+                           vendor=vendor, vcpus=facts.nproc or None, metal=facts.metal)
 
 
 def host_reason(marks: Iterable[pytest.Mark], target: str, facts: Facts, probe: CapabilityProbe) -> str | None:

@@ -28,20 +28,24 @@ from pytest_perfci.settings import (
 from pytest_perfci.summary import CapabilityRecord, render_capabilities, write_capabilities
 
 if TYPE_CHECKING:
-    from pytest_perfci.session import ProviderSession
+    from pytest_perfci.session import ProviderSession  # noqa: F401 - the StashKey["ProviderSession"] forward ref
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SESSION_KEY = pytest.StashKey["ProviderSession"]()
 USER_PROPERTY = "perfci_capability"
 # Results (samples, NDJSON/S3, baselines/history, matrix, Allure): its own hooks, options and fixtures.
 pytest_plugins = ["pytest_perfci.results.plugin"]
+REQUESTED_PROPERTY = "perfci_requested"  # the alias or query a target's real type was resolved from
 
 # (option, dest, kwargs) for the "perfci" group; dest names are the Settings field names.
 _OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("--provider", "provider", {"metavar": "NAME", "help": "where hosts come from: local (default), inventory, "
                                 "ec2 (default when --instance-type is given), kops"}),
     ("--instance-type", "instance_type", {"action": "append", "metavar": "TYPE[,TYPE]",
-                                          "help": "EC2 instance type(s) to check; repeatable and comma-separated"}),
+                                          "help": "EC2 instance type(s) to check; repeatable and comma-separated. "
+                                          "FAMILY.metal means the family's smallest metal size; an attribute "
+                                          "query such as 'arch=arm64,metal=true,family=c7g|m7g' selects types "
+                                          "(its commas bind to it; ';' separates two queries)"}),
     ("--region", "region", {"metavar": "REGION", "help": "AWS region, e.g. us-east-1"}),
     ("--perfci-run-id", "run_id", {"metavar": "ID", "help": "id tagged on every created resource "
                                    "(default: generated, perfci-YYYYmmdd-HHMMSS-xxxxxx)"}),
@@ -60,6 +64,8 @@ _OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("--perfci-root-volume-gb", "root_volume_gb", {"metavar": "GB", "help": "encrypted root volume size (default 30)"}),
     ("--perfci-endpoint-url", "endpoint_url", {"metavar": "URL", "help": "AWS endpoint override (tests: a local "
                                                "moto server); default AWS_ENDPOINT_URL or AWS itself"}),
+    ("--perfci-max-types", "max_types", {"metavar": "N", "help": "most instance types one attribute query "
+                                         "may select (default 8); more is an error before anything is created"}),
     ("--perfci-inventory", "inventory", {"metavar": "FILE", "help": "lab hosts for --provider=inventory "
                                          "(TOML or YAML)"}),
     ("--perfci-label", "label", {"action": "append", "metavar": "LABEL[,LABEL]",
@@ -119,6 +125,8 @@ def pytest_configure(config: pytest.Config) -> None:
                 progress=_progress_printer(config),
             )
         handles = json.loads(workerinput["perfci_handles"]) if workerinput and "perfci_handles" in workerinput else None
+        if workerinput is not None and "perfci_resolved" in workerinput and hasattr(provider, "adopt_resolution"):
+            provider.adopt_resolution(json.loads(workerinput["perfci_resolved"]))  # no catalogue call per worker
         session = ProviderSession(settings, provider, handles)
         session.targets  # noqa: B018 - naming the targets validates the selection before anything is created
         if workerinput is None and hasattr(provider, "validate"):
@@ -165,6 +173,8 @@ def pytest_configure_node(node: Any) -> None:
     controller brought up once for all of them."""
     node.workerinput["perfci_run_id"] = node.config.stash[SETTINGS_KEY].run_id
     session = node.config.stash[SESSION_KEY]
+    if hasattr(session.provider, "export_resolution"):
+        node.workerinput["perfci_resolved"] = json.dumps(session.provider.export_resolution())
     if session.shares_hosts:
         node.workerinput["perfci_handles"] = json.dumps(session.export_all())
 
@@ -185,11 +195,20 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    session = config.stash.get(SESSION_KEY, None)
     for item in items:
         try:
             markers.validate(item.iter_markers(), item.nodeid)
         except markers.MarkerError as exc:
             raise pytest.UsageError(str(exc)) from None
+        name = _target_name(item)
+        if session is not None and name is not None:
+            try:
+                requested = session.target(name).requested
+            except KeyError:  # a test that parametrises `host` itself
+                continue
+            if requested:  # ids carry the real type; what the user typed stays in the metadata
+                item.user_properties.append((REQUESTED_PROPERTY, requested))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -231,8 +250,9 @@ def hosts(perfci_provider: Any) -> list[Host]:
     return [perfci_provider.host(t.name) for t in perfci_provider.targets]
 
 
-def _target_name(request: pytest.FixtureRequest) -> str | None:
-    callspec = getattr(request.node, "callspec", None)
+def _target_name(request: pytest.FixtureRequest | pytest.Item) -> str | None:
+    node = request if isinstance(request, pytest.Item) else request.node
+    callspec = getattr(node, "callspec", None)
     return callspec.params.get("host") if callspec is not None else None
 
 
@@ -246,15 +266,18 @@ def _perfci_marker_gate(request: pytest.FixtureRequest) -> None:
     session = request.config.stash[SESSION_KEY]
     target = session.target(name)
     known_type = target.instance_type
+    type_info = getattr(session.provider, "type_info", None)
+    attrs = type_info(target) if type_info is not None else None  # catalogue facts, before any host exists
     if known_type is not None:
-        reason = markers.instance_type_reason(marks, name, known_type)
+        reason = markers.instance_type_reason(marks, name, known_type, requested=target.requested, attrs=attrs)
         if reason:
             pytest.skip(reason)
     try:
         facts = session.host(name).facts
     except TargetUnavailable as exc:
         pytest.skip(f"target {name} unavailable: {exc}")
-    reason = markers.instance_type_reason(marks, name, known_type or facts.instance_type)
+    reason = markers.instance_type_reason(marks, name, known_type or facts.instance_type,
+                                          requested=target.requested, attrs=attrs or markers.facts_attrs(facts))
     reason = reason or markers.host_reason(marks, name, facts, lambda cap: session.capability(name, cap))
     if reason:
         pytest.skip(reason)

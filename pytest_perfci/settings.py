@@ -60,6 +60,7 @@ CLI_NAMES = {
     "ssh_user": "--perfci-ssh-user",
     "root_volume_gb": "--perfci-root-volume-gb",
     "endpoint_url": "--perfci-endpoint-url",
+    "max_types": "--perfci-max-types",
     "inventory": "--perfci-inventory",
     "label": "--perfci-label",
 }
@@ -96,6 +97,8 @@ class Settings(BaseSettings):
     ssh_user: str | None = None
     root_volume_gb: int = Field(default=30, ge=8, le=16384)
     endpoint_url: str | None = None
+    # most types one attribute query may select (providers/ec2/resolve.py)
+    max_types: int = Field(default=8, ge=1, le=1000)
     # inventory provider
     inventory: Path | None = None
     label: Annotated[tuple[str, ...], NoDecode] = ()
@@ -140,16 +143,25 @@ class Settings(BaseSettings):
     @field_validator("instance_type", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
-        return split_types(value)
+        # Names and attribute queries: a piece with '=' is a query term and its commas bind to it;
+        # ';' always separates items (spelling documented in providers/ec2/resolve.py).
+        from pytest_perfci.providers.ec2.resolve import split_items
+
+        return split_items(value)
 
     @field_validator("instance_type")
     @classmethod
     def _check_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from pytest_perfci.providers.ec2.resolve import Query, is_query
+
         for name in value:
-            if not INSTANCE_TYPE_RE.match(name):
+            if is_query(name):
+                Query.parse(name)  # QueryError (a ValueError) names the bad term
+            elif not INSTANCE_TYPE_RE.match(name):
                 raise ValueError(
                     f"{name!r} is not an EC2 instance type name; expected FAMILY.SIZE such as "
-                    "m7i.metal-24xl, c7g.metal or m7i.2xlarge"
+                    "m7i.metal-24xl, c7g.metal or m7i.2xlarge, or an attribute query such as "
+                    "arch=arm64,metal=true"
                 )
         return value
 

@@ -142,13 +142,17 @@ def _provider(settings: Settings, tmp_path: Path, lines: list[str] | None = None
     return EC2Provider(settings, ledger=Ledger(tmp_path / "ledger.jsonl"), progress=out.append, **kw)
 
 
-def test_targets_make_no_api_call(tmp_path: Path, moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens: any call would fail
-    p = _provider(make_settings(tmp_path, moto, "m7i.metal-24xl", "c7g.metal", endpoint_url=None), tmp_path)
+def test_targets_cost_one_listing_and_create_nothing(tmp_path: Path, moto: MotoServer) -> None:
+    """Targets are resolved names (issue 8: m7i.metal is an alias), so naming them reads the catalogue."""
+    Catalog.forget()
+    p = _provider(make_settings(tmp_path, moto, "m7i.metal-24xl", "c7g.metal"), tmp_path)
+    calls: list[str] = []
+    p.ec2.meta.events.register("before-call.ec2.*", lambda model, **_: calls.append(model.name))
     assert p.targets() == [
         Target(name="m7i.metal-24xl", provider="ec2", instance_type="m7i.metal-24xl"),
         Target(name="c7g.metal", provider="ec2", instance_type="c7g.metal"),
     ]
+    assert calls == ["DescribeInstanceTypes"] and resources(moto) == NOTHING
 
 
 def test_unknown_type_fails_validation_and_acquire_creates_nothing(tmp_path: Path, moto: MotoServer) -> None:

@@ -26,6 +26,9 @@ class Target(BaseModel):
     name: str
     provider: str
     instance_type: str | None = None
+    # What the user asked for when it was not this exact name: an alias (m7i.metal) or an attribute
+    # query (arch=arm64,metal=true); kept in the test's metadata while ids use the real name.
+    requested: str | None = None
 
 
 class Provider(Protocol):

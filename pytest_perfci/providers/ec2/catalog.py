@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import threading
 from typing import Any, ClassVar, Literal
 
@@ -25,6 +26,26 @@ class UnknownInstanceType(ValueError):
         self.closest = closest
 
 
+_MANUFACTURERS = {"intel": "intel", "amd": "amd", "aws": "aws"}
+_FAMILY_RE = re.compile(r"^(?P<series>[a-z-]+?)(?P<generation>\d+)(?P<options>[a-z-]*)$")
+
+
+def vendor_from_family(family: str, arch: str) -> str:
+    """The CPU vendor by EC2's naming convention, for listings without ProcessorInfo.Manufacturer.
+
+    arm64 on EC2 is Graviton (aws; Mac types are not listed). On x86_64 the option letters after the
+    generation say it: 'a' is AMD (m5a, c6a, m7a, r5ad, hpc6a, g4ad), anything else Intel (m5, m7i,
+    c5n, r7iz, x2iedn, z1d, m7i-flex). Checked against moto's copy of the real catalogue: right for every
+    general-purpose, compute, memory and storage family; wrong for some accelerated families whose hosts
+    are AMD without an 'a' (g5, g6*, gr6*, p5*, inf2, f2). AWS and moto both send the Manufacturer, so
+    this is only the fallback.
+    """
+    if arch == "arm64":
+        return "aws"
+    match = _FAMILY_RE.match(family)
+    return "amd" if match and "a" in match.group("options") else "intel"
+
+
 class InstanceTypeInfo(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -34,6 +55,7 @@ class InstanceTypeInfo(BaseModel):
     memory_mib: int
     metal: bool
     family: str
+    vendor: str = ""  # intel | amd | aws (Graviton): ProcessorInfo.Manufacturer, else vendor_from_family
 
     @classmethod
     def from_api(cls, item: dict[str, Any]) -> InstanceTypeInfo | None:
@@ -43,13 +65,16 @@ class InstanceTypeInfo(BaseModel):
         if arch is None:
             return None
         name = item["InstanceType"]
+        family = name.split(".", 1)[0]
+        maker = str(item.get("ProcessorInfo", {}).get("Manufacturer", "")).lower()
         return cls(
             name=name,
             arch=arch,
             vcpus=int(item.get("VCpuInfo", {}).get("DefaultVCpus", 0)),
             memory_mib=int(item.get("MemoryInfo", {}).get("SizeInMiB", 0)),
             metal=bool(item.get("BareMetal", False)),
-            family=name.split(".", 1)[0],
+            family=family,
+            vendor=_MANUFACTURERS.get(maker) or vendor_from_family(family, arch),
         )
 
 
@@ -83,6 +108,8 @@ class Catalog:
     # and does not change within a session (the plugin's validate() and the provider reuse it).
     _listings: ClassVar[dict[tuple[str, str], dict[str, InstanceTypeInfo]]] = {}
     _listings_lock: ClassVar[threading.Lock] = threading.Lock()
+    # (endpoint, region) -> types offered in the region (DescribeInstanceTypeOfferings), for queries.
+    _offered: ClassVar[dict[tuple[str, str], frozenset[str]]] = {}
 
     def __init__(self, ec2: Any) -> None:
         self.ec2 = ec2
@@ -108,6 +135,18 @@ class Catalog:
         """Drop cached listings (tests that count DescribeInstanceTypes calls)."""
         with cls._listings_lock:
             cls._listings.clear()
+            cls._offered.clear()
+
+    def offered(self) -> frozenset[str]:
+        """Types the region offers (one paginated DescribeInstanceTypeOfferings, LocationType=region)."""
+        with Catalog._listings_lock:
+            if self._key not in Catalog._offered:
+                names: set[str] = set()
+                paginator = self.ec2.get_paginator("describe_instance_type_offerings")
+                for page in paginator.paginate(LocationType="region"):
+                    names.update(o["InstanceType"] for o in page["InstanceTypeOfferings"])
+                Catalog._offered[self._key] = frozenset(names)
+            return Catalog._offered[self._key]
 
     def resolve(self, names: list[str] | tuple[str, ...]) -> list[InstanceTypeInfo]:
         """Each name to its info, in order; the first unknown name raises UnknownInstanceType."""

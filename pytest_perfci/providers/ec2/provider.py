@@ -1,6 +1,9 @@
 """EC2 as a Provider: validate everything up front, fan out provisioning, hand back SSH hosts, destroy.
 
 Order of events for a run (`acquire` of the first target triggers all of it, once):
+  targets()          what the items of --instance-type mean (resolve.py: exact names, <family>.metal
+                     aliases, attribute queries) from one cached catalogue listing; aliases and queries
+                     are printed as one line each, before anything is created
   validate()         credentials, region, every type (one catalogue listing), every AMI and its arch,
                      the SSH CIDR; no create call happens before all of these pass
   shared access      key pair (0600 file under <results>/.keys/) and security group, ledgered
@@ -18,7 +21,7 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,6 +40,7 @@ from pytest_perfci.providers.ec2 import network, userdata
 from pytest_perfci.providers.ec2.ami import AmiResolver, Image
 from pytest_perfci.providers.ec2.catalog import Catalog, InstanceTypeInfo
 from pytest_perfci.providers.ec2.launch import LaunchError, LaunchSpec, launch, wait_running
+from pytest_perfci.providers.ec2.resolve import Resolution, resolve
 from pytest_perfci.providers.ec2.teardown import TeardownReport, teardown
 from pytest_perfci.settings import Settings
 
@@ -136,6 +140,7 @@ class EC2Provider:
         self._ssm: Any = None
         self._region: str | None = None
         self._plan: dict[str, tuple[InstanceTypeInfo, Image]] | None = None
+        self._resolution: Resolution | None = None
         self._cidr: str | None = None
         self._futures: dict[str, Future[SSHHost]] = {}
         self._executor: ThreadPoolExecutor | None = None
@@ -149,8 +154,44 @@ class EC2Provider:
     # -- Provider protocol ---------------------------------------------------------------------------
 
     def targets(self) -> list[Target]:
-        """One target per requested type; no API call."""
-        return [Target(name=t, provider=self.name, instance_type=t) for t in self.settings.instance_types]
+        """One target per resolved real type, named for it; the alias or query stays in `requested`.
+
+        Costs the region's catalogue listing (cached for the process; an xdist worker adopts the
+        controller's resolution instead) and creates nothing.
+        """
+        return [Target(name=r.info.name, provider=self.name, instance_type=r.info.name, requested=r.requested)
+                for r in self.resolution().types]
+
+    def resolution(self) -> Resolution:
+        """--instance-type items -> real types (one catalogue listing per region); cached. Errors are one line."""
+        with self._lock:
+            if self._resolution is None:
+                with self._api_errors():
+                    self._clients()
+                    self._catalog = catalog = Catalog(self._ec2)
+                    items = self.settings.instance_types
+                    offered = catalog.offered() if any("=" in i for i in items) else None
+                    self._resolution = resolve(items, catalog.all(), region=catalog.region,
+                                               max_types=self.settings.max_types, offered=offered)
+                for note in self._resolution.notes:
+                    self.progress(note)
+            return self._resolution
+
+    def export_resolution(self) -> list[dict[str, Any]]:
+        """xdist controller: the resolved types, so workers name the same targets without an API call."""
+        return self.resolution().to_json()
+
+    def adopt_resolution(self, data: list[dict[str, Any]]) -> None:
+        """xdist worker: use the controller's resolution (see export_resolution)."""
+        with self._lock:
+            self._resolution = Resolution.from_json(data)
+
+    def type_info(self, target: Target) -> InstanceTypeInfo | None:
+        """Catalogue facts of a target's type (for instance_type query markers), None if not resolved here."""
+        for r in self.resolution().types:
+            if r.info.name == (target.instance_type or target.name):
+                return r.info
+        return None
 
     def acquire(self, target: Target) -> SSHHost:
         """The ready host for target's type; the first call starts provisioning of every type at once.
@@ -232,39 +273,44 @@ class EC2Provider:
 
     def validate(self) -> dict[str, tuple[InstanceTypeInfo, Image]]:
         """Every check that needs the API, before any create; cached. Errors are one line."""
+        resolution = self.resolution()
         with self._lock:
             if self._plan is not None:
                 return self._plan
-            try:
-                self._clients()
-                self._catalog = catalog = Catalog(self._ec2)
-                infos = catalog.resolve(self.settings.instance_types)
+            with self._api_errors():
+                infos = [r.info for r in resolution.types]
                 resolver = AmiResolver(self._ec2, self._ssm, self.settings.ami, self.settings.ssh_user)
                 plan = {info.name: (info, resolver.for_type(info)) for info in infos}
                 self._cidr = network.default_cidr(
                     self.settings.ssh_cidr, self._ec2.meta.endpoint_url, self.public_address
                 )
-            except NoCredentialsError:
-                raise NoCredentials("no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
-                                    "AWS_SECRET_ACCESS_KEY, or run `aws sso login`") from None
-            except NoRegionError:
-                raise EC2SetupError("no AWS region: pass --region or set AWS_DEFAULT_REGION") from None
-            except ClientError as e:
-                err = e.response.get("Error", {})
-                raise EC2SetupError(
-                    f"EC2 refused validation in {self._region}: {err.get('Code')}: {err.get('Message')}"
-                ) from None
-            except (BotoCoreError, ResponseParserError) as e:
-                # An unknown region has no endpoint (or, behind a proxy, answers nonsense): name the value.
-                raise EC2SetupError(
-                    f"cannot reach EC2 in region {self._region!r} (check --region): {str(e).splitlines()[0]}"
-                ) from None
             for info, image in plan.values():
                 self.progress(f"{info.name}: {info.arch}, {info.vcpus} vCPU, {info.memory_mib // 1024} GiB"
                               f"{', metal' if info.metal else ''}; AMI {image.ami} ({image.name}, from "
                               f"{image.source}), user {image.user}")
             self._plan = plan
             return plan
+
+    @contextlib.contextmanager
+    def _api_errors(self) -> Iterator[None]:
+        """API failures during resolution/validation -> one-line EC2SetupError naming what to fix."""
+        try:
+            yield
+        except NoCredentialsError:
+            raise NoCredentials("no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
+                                "AWS_SECRET_ACCESS_KEY, or run `aws sso login`") from None
+        except NoRegionError:
+            raise EC2SetupError("no AWS region: pass --region or set AWS_DEFAULT_REGION") from None
+        except ClientError as e:
+            err = e.response.get("Error", {})
+            raise EC2SetupError(
+                f"EC2 refused validation in {self._region}: {err.get('Code')}: {err.get('Message')}"
+            ) from None
+        except (BotoCoreError, ResponseParserError) as e:
+            # An unknown region has no endpoint (or, behind a proxy, answers nonsense): name the value.
+            raise EC2SetupError(
+                f"cannot reach EC2 in region {self._region!r} (check --region): {str(e).splitlines()[0]}"
+            ) from None
 
     # -- provisioning ---------------------------------------------------------------------------------
 
@@ -414,7 +460,8 @@ class EC2Provider:
 
     def instances(self) -> list[InstanceRecord]:
         """What this provider created (and how to reach each host), in the order types were requested."""
-        order = {t: i for i, t in enumerate(self.settings.instance_types)}
+        names = self._resolution.names if self._resolution is not None else []
+        order = {t: i for i, t in enumerate(names)}
         return sorted(self._records.values(), key=lambda r: order.get(r.instance_type, len(order)))
 
     def _remove_known_hosts(self) -> None:

@@ -1,0 +1,300 @@
+"""What real EC2 instance types a run's --instance-type items mean: exact names, aliases and queries.
+
+Pure: everything here works on the region's catalogue (InstanceTypeInfo by name, from the one cached
+DescribeInstanceTypes listing, see catalog.py) and, for queries, the set of types the region offers
+(DescribeInstanceTypeOfferings, LocationType=region). No hand-kept list of types anywhere.
+
+Spelling of one item
+
+    NAME    FAMILY.SIZE, e.g. m7i.metal-24xl, c7g.metal, m7i.2xlarge. An exact name always wins. A name
+            <family>.metal that EC2 does not have (m7i.metal: the family offers m7i.metal-24xl and
+            m7i.metal-48xl) is an alias for the family's smallest metal size by vCPUs, and the run says
+            so in one line. Anything else unknown is an error naming the closest real names.
+    QUERY   TERM[,TERM...] with TERM = KEY=VALUE[|VALUE...]  ('|' separates alternatives), e.g.
+            arch=arm64,metal=true,family=c7g|m7g
+            Keys:
+              arch    x86_64 | arm64            (amd64, x86-64, aarch64 accepted)
+              vendor  intel | amd | aws         (graviton accepted for aws)
+              metal   true | false              (DescribeInstanceTypes BareMetal)
+              family  glob over family names    c7g, m7*, c7g|m7g
+              name    glob over full names      m7i.metal*, *.metal
+              vcpus   N, N-M, N- or -M          96, 64-128, 64-
+              pick    smallest | largest        one type of the matches: fewest / most vCPUs
+            A query matching more than --perfci-max-types types (default 8) is an error showing the
+            count and the first matches, so nobody provisions forty metal machines by accident.
+
+Splitting a --instance-type value into items: --instance-type is comma-separated, and so is a query.
+A piece containing '=' is a query term, and consecutive terms form one query (a comma "binds" to the
+query it stands in); a piece without '=' is a name. So
+    --instance-type 'm7i.large,arch=arm64,metal=true,c7i.large'
+has three items: m7i.large, the query arch=arm64,metal=true, and c7i.large. ';' always separates
+items (as does repeating --instance-type), which is how two queries are given in one value:
+    --instance-type 'arch=arm64,metal=true;vendor=amd,metal=true'
+A key repeated within one query is an error that says to use ';'.
+
+Vendor: ProcessorInfo.Manufacturer of DescribeInstanceTypes (Intel, AMD, AWS), which moto's
+catalogue carries too; when absent, the family letter convention (catalog.vendor_from_family).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_perfci.providers.ec2.catalog import InstanceTypeInfo, UnknownInstanceType, closest_names
+
+DEFAULT_MAX_TYPES = 8
+KEYS = ("arch", "vendor", "metal", "family", "name", "vcpus", "pick")
+_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "x86-64": "x86_64", "x64": "x86_64",
+         "arm64": "arm64", "aarch64": "arm64"}
+_VENDOR = {"intel": "intel", "amd": "amd", "aws": "aws", "graviton": "aws"}
+_BOOL = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+_PICK = ("smallest", "largest")
+
+
+class QueryError(ValueError):
+    """An attribute query is malformed; str() is one line naming the term and what is allowed."""
+
+
+class TooManyMatches(ValueError):
+    """A query matches more types than the configured maximum (or none at all); str() is one line."""
+
+
+def is_query(item: str) -> bool:
+    return "=" in item
+
+
+def split_items(values: Any) -> tuple[str, ...]:
+    """--instance-type values (repeatable) -> items, each a name or a query (see the module doc).
+
+    ["m7i.large,arch=arm64,metal=true", "c7g.metal"] -> ("m7i.large", "arch=arm64,metal=true", "c7g.metal")
+    """
+    if values is None:
+        return ()
+    raw = [values] if isinstance(values, str) else list(values)
+    items: list[str] = []
+    for value in raw:
+        for segment in str(value).split(";"):
+            terms: list[str] = []
+            for piece in (p.strip() for p in segment.split(",")):
+                if not piece:
+                    continue
+                if is_query(piece):
+                    terms.append(piece)
+                    continue
+                if terms:
+                    items.append(",".join(terms))
+                    terms = []
+                items.append(piece)
+            if terms:
+                items.append(",".join(terms))
+    return tuple(items)
+
+
+def _vcpu_range(text: str, where: str) -> tuple[int, int]:
+    lo, sep, hi = text.partition("-")
+    try:
+        if not sep:
+            return int(lo), int(lo)
+        low = int(lo) if lo else 0
+        high = int(hi) if hi else 1 << 30
+    except ValueError:
+        raise QueryError(f"{where}: vcpus={text!r} is not a count; use N, N-M, N- or -M (e.g. vcpus=64-128)") from None
+    if low > high:
+        raise QueryError(f"{where}: vcpus={text!r} is an empty range")
+    return low, high
+
+
+@dataclass(frozen=True)
+class Query:
+    """One attribute query: every key must match (AND), any alternative of a key may (OR)."""
+
+    text: str
+    arch: frozenset[str] = frozenset()
+    vendor: frozenset[str] = frozenset()
+    metal: bool | None = None
+    family: tuple[str, ...] = ()
+    name: tuple[str, ...] = ()
+    vcpus: tuple[tuple[int, int], ...] = ()
+    pick: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Query:
+        """'arch=arm64,metal=true,family=c7g|m7g' -> Query; QueryError names the bad term."""
+        where = f"query {text!r}"
+        terms: dict[str, list[str]] = {}
+        for term in (t.strip() for t in text.split(",")):
+            if not term:
+                continue
+            key, sep, value = term.partition("=")
+            key = key.strip().lower().replace("-", "_")
+            if not sep or not key:
+                raise QueryError(f"{where}: {term!r} is not KEY=VALUE; keys: {', '.join(KEYS)}")
+            if key not in KEYS:
+                raise QueryError(f"{where}: unknown key {key!r}; keys: {', '.join(KEYS)}")
+            if key in terms:
+                raise QueryError(f"{where}: {key} given twice; separate two queries with ';' "
+                                 "or another --instance-type")
+            alternatives = [v.strip() for v in value.split("|") if v.strip()]
+            if not alternatives:
+                raise QueryError(f"{where}: {key}= needs a value")
+            terms[key] = alternatives
+        if not terms:
+            raise QueryError(f"{where}: empty query; keys: {', '.join(KEYS)}")
+        return cls._build(",".join(f"{k}={'|'.join(v)}" for k, v in terms.items()), terms)
+
+    @classmethod
+    def from_kwargs(cls, kwargs: Mapping[str, Any]) -> Query:
+        """Marker form instance_type(metal=True, arch="x86_64", vendor=["intel", "amd"]) -> Query."""
+        terms: dict[str, list[str]] = {}
+        for key, value in kwargs.items():
+            values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
+            terms[key.lower()] = [str(v).lower() if isinstance(v, bool) else str(v) for v in values]
+        bad = sorted(set(terms) - set(KEYS))
+        if bad:
+            raise QueryError(f"unknown query key {bad[0]!r}; keys: {', '.join(KEYS)}")
+        if not terms:
+            raise QueryError(f"empty query; keys: {', '.join(KEYS)}")
+        return cls._build(",".join(f"{k}={'|'.join(v)}" for k, v in terms.items()), terms)
+
+    @classmethod
+    def _build(cls, text: str, terms: Mapping[str, list[str]]) -> Query:
+        where = f"query {text!r}"
+        values: dict[str, Any] = {}
+        for key, alternatives in terms.items():
+            lowered = [a.lower() for a in alternatives]
+            if key == "arch":
+                bad = [a for a in lowered if a not in _ARCH]
+                if bad:
+                    raise QueryError(f"{where}: arch={bad[0]} is not allowed; use x86_64 or arm64")
+                values["arch"] = frozenset(_ARCH[a] for a in lowered)
+            elif key == "vendor":
+                bad = [a for a in lowered if a not in _VENDOR]
+                if bad:
+                    raise QueryError(f"{where}: vendor={bad[0]} is not allowed; use intel, amd or aws (graviton)")
+                values["vendor"] = frozenset(_VENDOR[a] for a in lowered)
+            elif key == "metal":
+                if len(lowered) != 1 or lowered[0] not in _BOOL:
+                    raise QueryError(f"{where}: metal={'|'.join(alternatives)} is not allowed; use true or false")
+                values["metal"] = _BOOL[lowered[0]]
+            elif key in ("family", "name"):
+                values[key] = tuple(lowered)
+            elif key == "vcpus":
+                values["vcpus"] = tuple(_vcpu_range(a, where) for a in lowered)
+            elif key == "pick":
+                if len(lowered) != 1 or lowered[0] not in _PICK:
+                    raise QueryError(f"{where}: pick={'|'.join(alternatives)} is not allowed; use smallest or largest")
+                values["pick"] = lowered[0]
+        return cls(text=text, **values)
+
+    def matches(self, t: Any) -> bool:
+        """Whether a type fits every term; t has name, family, arch, vendor, vcpus, metal (None: unknown)."""
+        if self.arch and getattr(t, "arch", None) not in self.arch:
+            return False
+        if self.vendor and getattr(t, "vendor", None) not in self.vendor:
+            return False
+        if self.metal is not None and getattr(t, "metal", None) is not self.metal:
+            return False
+        if self.family and not any(fnmatch.fnmatchcase(getattr(t, "family", None) or "", f) for f in self.family):
+            return False
+        if self.name and not any(fnmatch.fnmatchcase(getattr(t, "name", None) or "", n) for n in self.name):
+            return False
+        vcpus = getattr(t, "vcpus", None)
+        return not (self.vcpus and not (vcpus and any(lo <= vcpus <= hi for lo, hi in self.vcpus)))
+
+    def select(self, types: Iterable[InstanceTypeInfo]) -> list[InstanceTypeInfo]:
+        """The matching types in a stable order (family, vCPUs, name); `pick` narrows them to one."""
+        found = sorted((t for t in types if self.matches(t)), key=lambda t: (t.family, t.vcpus, t.name))
+        if self.pick and found:
+            order = sorted(found, key=lambda t: (t.vcpus, t.memory_mib, t.name))
+            found = [order[0] if self.pick == "smallest" else order[-1]]
+        return found
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """One real type of the run and what the user asked for (None when named exactly)."""
+
+    info: InstanceTypeInfo
+    requested: str | None = None
+
+
+@dataclass
+class Resolution:
+    """The run's real types in request order (each once), and one line per alias/query to print."""
+
+    types: list[Resolved] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return [r.info.name for r in self.types]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [{"info": r.info.model_dump(), "requested": r.requested} for r in self.types]
+
+    @classmethod
+    def from_json(cls, data: list[dict[str, Any]]) -> Resolution:
+        return cls([Resolved(InstanceTypeInfo.model_validate(d["info"]), d.get("requested")) for d in data])
+
+
+def metal_alias(name: str, types: Mapping[str, InstanceTypeInfo]) -> InstanceTypeInfo | None:
+    """`<family>.metal` with no type of that exact name -> the family's smallest metal size, else None."""
+    family, _, size = name.partition(".")
+    if size != "metal" or name in types:
+        return None
+    sizes = [t for t in types.values() if t.family == family and t.metal]
+    return min(sizes, key=lambda t: (t.vcpus, t.memory_mib, t.name)) if sizes else None
+
+
+def resolve(
+    items: Iterable[str],
+    types: Mapping[str, InstanceTypeInfo],
+    *,
+    region: str,
+    max_types: int = DEFAULT_MAX_TYPES,
+    offered: Collection[str] | None = None,
+) -> Resolution:
+    """Items (names, aliases, queries) -> the real types, in order, each once.
+
+    `offered`: types the region offers (queries consider only those; None: every listed type).
+    Raises UnknownInstanceType (with the closest real names), QueryError or TooManyMatches, all one line.
+    """
+    out = Resolution()
+    seen: set[str] = set()
+
+    def add(info: InstanceTypeInfo, requested: str | None) -> None:
+        if info.name not in seen:
+            seen.add(info.name)
+            out.types.append(Resolved(info, requested))
+
+    for item in items:
+        if is_query(item):
+            query = Query.parse(item)
+            pool = [t for n, t in types.items() if offered is None or n in offered]
+            found = query.select(pool)
+            if not found:
+                raise TooManyMatches(f"query {query.text!r} matches no instance type offered in {region}; "
+                                     "loosen it (keys: " + ", ".join(KEYS) + ")")
+            if len(found) > max_types:
+                first = ", ".join(t.name for t in found[:max_types])
+                raise TooManyMatches(
+                    f"query {query.text!r} matches {len(found)} instance types in {region}, more than "
+                    f"--perfci-max-types={max_types}: {first}, ...; narrow the query (e.g. family=..., "
+                    "pick=smallest) or raise --perfci-max-types"
+                )
+            out.notes.append(f"{query.text} -> {', '.join(t.name for t in found)} "
+                             f"({len(found)} type{'s' if len(found) != 1 else ''} in {region})")
+            for info in found:
+                add(info, query.text)
+        elif item in types:
+            add(types[item], None)
+        elif (alias := metal_alias(item, types)) is not None:
+            out.notes.append(f"{item} -> {alias.name} ({alias.vcpus} vCPU, smallest metal size in "
+                             f"{alias.family}; name a size to choose another)")
+            add(alias, item)
+        else:
+            raise UnknownInstanceType(item, region, closest_names(item, list(types)))
+    return out
