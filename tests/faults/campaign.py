@@ -88,6 +88,8 @@ SECRET_PATTERNS: dict[str, re.Pattern[str]] = {
 KNOWN_FINDINGS: dict[str, str] = {
     "sigkill-key-file": "after SIGKILL the run's private key stays in <results>/.keys/*.pem (0600); `perfci reap` "
                         "deletes the key pair in EC2 but not the file",
+    "teardown-error-no-hint": "a teardown that fails for good (TerminateInstances 500 after 10 attempts) ends in a "
+                              "TeardownError traceback naming the instance but not `perfci reap --run-id ID --yes`",
     "empty-instance-type": "`--instance-type=,` is accepted as 'no type' and the run silently checks the local "
                            "machine instead of a usage error",
 }
@@ -397,11 +399,11 @@ API_SCENARIOS: list[tuple[str, str, int, str, bool]] = [
      0, "no capacity for", True),
     ("vCPU quota: one clear failure", "RunInstances@*=VcpuLimitExceeded", 1,
      "quota exceeded (VcpuLimitExceeded)", True),
-    ("RequestLimitExceeded on RunInstances x3", "RunInstances@1-3=RequestLimitExceeded", 0, "passed", False),
+    ("RequestLimitExceeded on RunInstances x3", "RunInstances@1-3=RequestLimitExceeded", 0, "8 xfailed", False),
     ("InsufficientInstanceCapacity once", "RunInstances@1=InsufficientInstanceCapacity", 0,
      "trying the next AZ", False),
     ("500 on TerminateInstances x3", "TerminateInstances@1-3=500", 0, "instance(s) terminated", False),
-    ("timeout on DescribeInstances x3", "DescribeInstances@1-3=timeout", 0, "passed", False),
+    ("timeout on DescribeInstances x3", "DescribeInstances@1-3=timeout", 0, "8 xfailed", False),
     ("not authorised to launch", "RunInstances@*=UnauthorizedOperation", 1,
      "RunInstances failed: UnauthorizedOperation", False),
     ("500 on every TerminateInstances: reap after", "TerminateInstances@*=500", 1, "perfci reap", False),
@@ -430,6 +432,8 @@ def api_run(env: Env, i: int, name: str, faults: str, want_rc: int, want_text: s
     if want_text not in out:
         outcome.ok = False
         outcome.detail += f"; missing {want_text!r}: {_tail(run)}"
+        if want_text == "perfci reap" and rc == want_rc and "TeardownError: teardown of" in out:
+            outcome.known = "teardown-error-no-hint"
     if "Traceback (most recent call last)" in out:
         outcome.ok = False
         outcome.detail += "; a traceback reached the output"
