@@ -621,6 +621,8 @@ def judge_availability(
     """
     arch = arch or (cpu.arch if cpu else "unknown")
     listed = None if filesystems is None else "resctrl" in filesystems
+    if tree is not None and tree.has_info:
+        listed = True  # a mounted tree proves the kernel registered resctrl, whatever a stale listing says
     flags = cpu.rdt if cpu else ()
     virt = virtualised if virtualised is not None else (cpu.hypervisor if cpu else None)
     tree_resources = tuple(tree.resources) if tree and tree.has_info else ()
