@@ -32,10 +32,10 @@ from pytest_perfci.providers.ec2 import (
     NoCredentials,
     QuotaExceeded,
     UnknownInstanceType,
-    teardown,
 )
 from pytest_perfci.providers.ec2.ami import SSM_DEFAULTS, login_user
 from pytest_perfci.providers.ec2.network import default_cidr
+from pytest_perfci.providers.ec2.teardown import teardown
 from pytest_perfci.settings import Settings
 from tests.moto_server import MotoServer
 from tests.sshd import SshdServer, sshd_server  # noqa: F401 (fixture)

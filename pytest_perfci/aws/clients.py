@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import boto3
-from botocore.config import Config
+if TYPE_CHECKING:  # boto3 is imported on first use: loading the plugin must stay cheap for every run
+    import boto3
+    from botocore.config import Config
 
-RETRY_CONFIG = Config(
-    retries={"mode": "adaptive", "max_attempts": 10},
-    connect_timeout=10,
-    read_timeout=60,
-)
+
+@cache
+def retry_config() -> Config:
+    from botocore.config import Config
+
+    return Config(retries={"mode": "adaptive", "max_attempts": 10}, connect_timeout=10, read_timeout=60)
 
 
 class RealEndpointRefused(RuntimeError):
@@ -50,6 +53,8 @@ def _guard(request: Any, **_: Any) -> None:
 
 def session(region: str | None = None) -> boto3.Session:
     """A session whose every client carries the endpoint guard; region defaults as boto3's does."""
+    import boto3
+
     sess = boto3.Session(region_name=region)
     sess.events.register("before-send", _guard)
     return sess
@@ -62,4 +67,4 @@ def client(sess: boto3.Session, service: str, endpoint_url: str | None = None) -
         raise RealEndpointRefused(
             f"refusing endpoint {url or 'AWS default'} for {service}: PERFCI_LOCAL_ONLY=1 allows loopback only"
         )
-    return sess.client(service, endpoint_url=url, config=RETRY_CONFIG)
+    return sess.client(service, endpoint_url=url, config=retry_config())

@@ -12,13 +12,19 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from pytest_perfci.aws.clients import RealEndpointRefused
 from pytest_perfci.results.model import ResultRecord, parse_ndjson
 
-# What reading or writing S3 can raise: no credentials, endpoint unreachable or refused, no such bucket.
-S3_ERRORS = (BotoCoreError, ClientError, RealEndpointRefused, OSError)
+
+def __getattr__(name: str) -> Any:
+    """S3_ERRORS, built on first use so that URL checks at plugin start do not import botocore."""
+    if name == "S3_ERRORS":
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from pytest_perfci.aws.clients import RealEndpointRefused
+
+        # What reading or writing S3 can raise: no credentials, endpoint unreachable or refused, no bucket.
+        return (BotoCoreError, ClientError, RealEndpointRefused, OSError)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 _S3_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
 

@@ -1,13 +1,29 @@
-"""The EC2 provider: catalogue, AMIs, per-run access, launch, self-destruct, teardown."""
+"""The EC2 provider: catalogue, AMIs, per-run access, launch, self-destruct, teardown.
 
-from pytest_perfci.providers.ec2.ami import AmiError, AmiMismatch
-from pytest_perfci.providers.ec2.catalog import Catalog, InstanceTypeInfo, UnknownInstanceType
-from pytest_perfci.providers.ec2.launch import CapacityUnavailable, LaunchError, QuotaExceeded
-from pytest_perfci.providers.ec2.provider import EC2Provider, EC2SetupError, InstanceRecord, NoCredentials
-from pytest_perfci.providers.ec2.teardown import TeardownError, TeardownReport, teardown
+Names are loaded on first use (PEP 562): pure helpers such as `resolve` are imported at plugin start
+by settings and markers, and must not drag boto3 and paramiko into every pytest run.
+"""
 
-__all__ = [
-    "AmiError", "AmiMismatch", "CapacityUnavailable", "Catalog", "EC2Provider", "EC2SetupError",
-    "InstanceRecord", "InstanceTypeInfo", "LaunchError", "NoCredentials", "QuotaExceeded",
-    "TeardownError", "TeardownReport", "UnknownInstanceType", "teardown",
-]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "AmiError": "ami", "AmiMismatch": "ami",
+    "Catalog": "catalog", "InstanceTypeInfo": "catalog", "UnknownInstanceType": "catalog",
+    "CapacityUnavailable": "launch", "LaunchError": "launch", "QuotaExceeded": "launch",
+    "EC2Provider": "provider", "EC2SetupError": "provider", "InstanceRecord": "provider",
+    "NoCredentials": "provider",
+    "TeardownError": "teardown", "TeardownReport": "teardown",
+}
+
+__all__ = list(_EXPORTS)
+# `teardown()` is imported from pytest_perfci.providers.ec2.teardown: the submodule shares its name.
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{module}"), name)
