@@ -255,6 +255,9 @@ def _add_reap(sub: Any) -> None:
         help="region to search (repeatable; default: the ledger's regions, else AWS config/env)",
     )
     reap.add_argument("--endpoint-url", default=None, metavar="URL", help="EC2 endpoint (default: AWS's)")
+    reap.add_argument("--results", default="perfci-results", metavar="DIR",
+                      help="the runs' results directory: private key files of reaped key pairs are removed from "
+                      "DIR/.keys (default perfci-results; with --ledger, the paths it records)")
     reap.add_argument("--yes", action="store_true", help="really delete (default: dry run)")
     reap.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     reap.set_defaults(func=_reap)
@@ -358,7 +361,9 @@ def _reap(args: argparse.Namespace) -> int:
         for region in regions:
             mine = [o for o in found if o.region == region]
             if mine:
-                report = report.merge(reaper.reap(clients[region], mine, progress=progress, ledger=ledger))
+                ctx = reaper.ReapContext(ec2=clients[region], progress=progress, key_dir=Path(args.results) / ".keys")
+                report = report.merge(reaper.reap(clients[region], mine, progress=progress, ledger=ledger,
+                                                  context=ctx))
     code = 1 if failures or not report.ok else 0
 
     if args.json:

@@ -18,6 +18,7 @@ from pytest_perfci import markers
 from pytest_perfci.cleanup import signals
 from pytest_perfci.hosts.base import Host
 from pytest_perfci.providers.base import TargetUnavailable
+from pytest_perfci.session import TeardownIncomplete
 from pytest_perfci.settings import (
     IMPLEMENTED_PROVIDERS,
     Settings,
@@ -179,10 +180,28 @@ def pytest_configure_node(node: Any) -> None:
         node.workerinput["perfci_handles"] = json.dumps(session.export_all())
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Teardown for processes that ran no session fixture (the xdist controller) or whose fixture was
+    never set up; after the runner's own fixture teardown, so normally there is nothing left to do."""
+    provider_session = session.config.stash.get(SESSION_KEY, None)
+    if provider_session is None:
+        return
+    try:
+        provider_session.close()
+    except TeardownIncomplete as exc:
+        sys.stderr.write(f"{exc}\n")
+        if session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(SESSION_KEY, None)
     if session is not None:
-        session.close()  # backstop: normally the session fixture already released everything
+        try:
+            session.close()  # last backstop (e.g. a usage error after configure); idempotent
+        except TeardownIncomplete as exc:
+            sys.stderr.write(f"{exc}\n")
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -231,7 +250,10 @@ def perfci_provider(pytestconfig: pytest.Config) -> Iterator[Any]:
     try:
         yield session
     finally:
-        session.close()
+        try:
+            session.close()
+        except TeardownIncomplete as exc:
+            pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,10 @@ from pytest_perfci.settings import Settings
 UNAVAILABLE = "perfci:unavailable"
 
 
+class TeardownIncomplete(RuntimeError):
+    """Release failed for good; the message says what is left and how to finish the job."""
+
+
 class ProviderSession:
     def __init__(self, settings: Settings, provider: Provider, handles: dict[str, dict[str, Any]] | None = None):
         self.settings = settings
@@ -102,5 +106,14 @@ class ProviderSession:
 
             freeze(self.provider)  # nothing torn down; the heartbeat stops, so the self-destruct still fires
         else:
-            with shielded(self.settings.run_id):
-                self.provider.release_all()
+            try:
+                with shielded(self.settings.run_id):
+                    self.provider.release_all()
+            except Exception as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                hint = ""
+                if self.provider.name in ("ec2", "kops"):
+                    hint = f"; finish it with: perfci reap --run-id {self.settings.run_id} --yes"
+                raise TeardownIncomplete(
+                    f"perfci: teardown of run {self.settings.run_id} incomplete: {first}{hint}"
+                ) from exc

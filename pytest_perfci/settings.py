@@ -147,7 +147,13 @@ class Settings(BaseSettings):
         # ';' always separates items (spelling documented in providers/ec2/resolve.py).
         from pytest_perfci.providers.ec2.resolve import split_items
 
-        return split_items(value)
+        items = split_items(value)
+        raw = [value] if isinstance(value, str) else list(value or ())
+        if not items and any(str(v).strip() for v in raw):
+            # "--instance-type=," must not quietly mean "no type", i.e. this machine.
+            shown = ",".join(str(v) for v in raw)
+            raise ValueError(f"{shown!r} names no instance type; give names such as m7i.metal-24xl or a query")
+        return items
 
     @field_validator("instance_type")
     @classmethod

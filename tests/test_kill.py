@@ -202,11 +202,15 @@ def test_sigkill_leaves_resources_that_reap_removes(start, moto: MotoServer, by:
     for ids in left.values():
         assert all(i in dry.stdout for i in ids), dry.stdout
     assert leftovers(moto) == left  # a dry run deletes nothing
+    keys = list((run.results / ".keys").glob("*.pem"))
+    assert len(keys) == 1, "the killed run's private key file is where reap should find it"
 
-    done = reap(*select, "--region", "us-east-1", "--yes", env=env)
+    done = reap(*select, "--region", "us-east-1", "--results", str(run.results), "--yes", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert ": 3 deleted, 0 already gone, 0 failed" in done.stdout, done.stdout
     assert leftovers(moto) == NOTHING, done.stdout + done.stderr
+    assert not keys[0].exists(), "reap left the private key of the key pair it deleted"
+    assert f"removed private key file {keys[0]}" in done.stderr
 
     again = reap(*select, "--region", "us-east-1", "--yes", env=env)
     assert again.returncode == 0, again.stdout + again.stderr

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError, WaiterError
@@ -75,6 +76,7 @@ class Orphan(BaseModel):
     state: str | None = None
     reason: str
     token: str | None = None   # ledger intent this resource resolves (closed when it is deleted)
+    key_path: str | None = None   # key pairs: the run's private key file, removed with the key pair
 
 
 class Selection(BaseModel):
@@ -249,6 +251,10 @@ def from_ledger(
                 res = Described(kind=e.resource, id=e.id, region=e.region or region, tags=tags,
                                 state="not listed")
             add(res, f"ledger: created {e.ts}, no deleted line")
+            if e.resource == KEY_PAIR and e.data.get("key_path"):
+                for orphan in (*out.chosen, *out.skipped):
+                    if orphan.kind == KEY_PAIR and orphan.id == e.id:
+                        orphan.key_path = str(e.data["key_path"])
         else:
             # An intent only: whatever of this kind carries the run's tag is what it created.
             for res in by_run.get((e.resource, e.run_id), []):
@@ -372,6 +378,8 @@ class ReapContext:
     waiter_delay: float = 5.0
     waiter_max_attempts: int = 120
     dependency_timeout: float = 120.0
+    # Where a run keeps its private keys (<results>/.keys): a reaped key pair's local file goes too.
+    key_dir: Path | None = None
 
 
 Deleter = Callable[[ReapContext, list[Orphan]], list[Outcome]]
@@ -463,16 +471,28 @@ def delete_key_pairs(ctx: ReapContext, orphans: list[Orphan]) -> list[Outcome]:
             exists = ctx.ec2.describe_key_pairs(Filters=[{"Name": "key-name", "Values": [o.id]}])["KeyPairs"]
             if not exists:
                 out.append(_outcome(o, "already_gone", "not found"))
-                continue
-            ctx.ec2.delete_key_pair(KeyName=o.id)
-            ctx.progress(f"deleted key pair {o.id}")
-            out.append(_outcome(o, "deleted"))
-        except ClientError as exc:
-            if _code(exc) == "InvalidKeyPair.NotFound":
-                out.append(_outcome(o, "already_gone", "not found"))
             else:
+                ctx.ec2.delete_key_pair(KeyName=o.id)
+                ctx.progress(f"deleted key pair {o.id}")
+                out.append(_outcome(o, "deleted"))
+        except ClientError as exc:
+            if _code(exc) != "InvalidKeyPair.NotFound":
                 out.append(_outcome(o, "failed", f"{_code(exc)}: {exc}"))
+                continue
+            out.append(_outcome(o, "already_gone", "not found"))
+        _remove_private_key(ctx, o)
     return out
+
+
+def _remove_private_key(ctx: ReapContext, o: Orphan) -> None:
+    """A key pair that is gone in EC2 leaves no use for its private key file: remove it (never read it)."""
+    candidates = [Path(o.key_path)] if o.key_path else []
+    if ctx.key_dir is not None:
+        candidates.append(ctx.key_dir / f"{o.id}.pem")
+    for path in candidates:
+        if path.is_file():
+            path.unlink()
+            ctx.progress(f"removed private key file {path}")
 
 
 def delete_security_group(
