@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_perfci.checks.cl2 import JUNIT, Report, parse_report_name, read_report
+from pytest_perfci.procs import stop_process
 
 Emit = Callable[[str], None]
 
@@ -148,13 +149,7 @@ def run_cl2(
     finally:
         if timer is not None:
             timer.cancel()
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
     run = Cl2Run(command=command, exit_code=code, report_dir=report_dir, log_path=log_path,
                  duration=time.monotonic() - started, tail=tail)
     emit(f"cl2: exited {code} after {run.duration:.0f}s; log {log_path}")

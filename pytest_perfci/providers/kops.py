@@ -46,6 +46,7 @@ from pytest_perfci.cleanup.reaper import (
     ReapContext,
 )
 from pytest_perfci.cleanup.signals import shielded
+from pytest_perfci.procs import stop_process
 from pytest_perfci.providers.base import Target, TargetUnavailable
 
 TAG_KOPS_STATE = "perfci:kops-state"
@@ -316,13 +317,7 @@ class KopsCluster:
                     self._report_attempt(len(attempts), obj, time.monotonic() - started)
             code = proc.wait()
         finally:
-            if proc.poll() is None:  # interrupted (Ctrl-C, SIGTERM): do not leave kops running
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc)  # interrupted (Ctrl-C, SIGTERM): do not leave kops running
         reader.join(timeout=5)
         attempts.extend(parse_validate_output(pending))
         last = attempts[-1] if attempts else {}

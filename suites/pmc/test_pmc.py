@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from pytest_perfci.checks.expectations import Expectations, Outcome, decide
+from pytest_perfci.checks.expectations import Expectations, decide
 from pytest_perfci.checks.pmc import (
     PmcContext,
     Reason,
@@ -24,6 +24,7 @@ from pytest_perfci.checks.pmc import (
 )
 from pytest_perfci.collect.pmc import run_perf_stat, run_probe
 from pytest_perfci.hosts.base import Host
+from pytest_perfci.outcomes import conclude, target_key
 from pytest_perfci.results.plugin import Recorder
 
 CORE = ("cycles", "instructions")
@@ -46,9 +47,6 @@ INSTRUCTION_TOLERANCE = 0.02
 # tighter than this; CPI plausibility (checks.pmc.judge_cpi) is the real check on cycles.
 CYCLES_TOLERANCE = 0.25
 
-
-def target_key(host: Host) -> str:
-    return host.facts.instance_type or host.name
 
 
 def state_of(verdict: Verdict) -> str:
@@ -76,14 +74,6 @@ def record_sample(record: Recorder, event: str, verdict: Verdict, **metadata: ob
         record.sample(f"pmc.{event}", verdict.value, "count", "pass" if verdict.ok else "fail",
                       workload="awk loop (collect.pmc.WORKLOAD)", **metadata)
 
-
-def conclude(outcomes: list[Outcome]) -> None:
-    failed = [o.message for o in outcomes if o.action == "fail"]
-    if failed:
-        pytest.fail("\n".join(failed), pytrace=False)
-    xfailed = [o.message for o in outcomes if o.action == "xfail"]
-    if xfailed:
-        pytest.xfail("; ".join(xfailed))
 
 
 def test_cpi_count(

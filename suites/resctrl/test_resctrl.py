@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pytest_perfci.checks.expectations import Expectations, Outcome, decide
+from pytest_perfci.checks.expectations import Expectations, decide
 from pytest_perfci.checks.perf_stat import PerfStatParseError, parse_perf_stat
 from pytest_perfci.checks.resctrl import (
     Observation,
@@ -33,6 +33,7 @@ from pytest_perfci.checks.resctrl import (
 )
 from pytest_perfci.collect.resctrl import Prober, imc_events
 from pytest_perfci.hosts.base import Host
+from pytest_perfci.outcomes import conclude, target_key
 from pytest_perfci.results.plugin import Recorder
 
 WALK_RUNS = 5  # the selftests' NUM_OF_RUNS
@@ -41,17 +42,6 @@ MBA_BYTES = 250 * 1024 * 1024  # the selftests' span for MBM/MBA (250 MB), far l
 MBM_SECONDS = 2.0
 
 
-def target_key(host: Host) -> str:
-    return host.facts.instance_type or host.name
-
-
-def conclude(outcomes: list[Outcome]) -> None:
-    failed = [o.message for o in outcomes if o.action == "fail"]
-    if failed:
-        pytest.fail("\n".join(failed), pytrace=False)
-    xfailed = [o.message for o in outcomes if o.action == "xfail"]
-    if xfailed:
-        pytest.xfail("; ".join(xfailed))
 
 
 def expected(host: Host, expectations: Expectations, capability: str) -> Any:
