@@ -784,6 +784,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-api", action="store_true", help="every API scenario (slow: real retry backoff)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep run directories here")
     args = parser.parse_args(argv)
+    # Started in the background by a non-interactive shell, this process inherits SIGINT ignored, and so
+    # would every pytest it starts (Python keeps an ignored SIGINT ignored): the SIGINT kills would then
+    # test nothing. Restore the default so the children get it too.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     seed = args.seed if args.seed is not None else int(time.time())
     print(f"seed {seed}; sections {args.sections}; kill runs {args.runs}", flush=True)
     started = time.monotonic()
