@@ -123,7 +123,7 @@ def pytest_configure(config: pytest.Config) -> None:
             provider = make_provider(
                 settings,
                 address=lambda instance: config.hook.pytest_perfci_host_address(instance=instance),
-                progress=_progress_printer(config),
+                progress=progress_printer(config),
             )
         handles = json.loads(workerinput["perfci_handles"]) if workerinput and "perfci_handles" in workerinput else None
         if workerinput is not None and "perfci_resolved" in workerinput and hasattr(provider, "adopt_resolution"):
@@ -144,7 +144,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(CapabilityCollector(settings), "perfci-capabilities")
 
 
-def _progress_printer(config: pytest.Config) -> Callable[[str], None]:
+def progress_printer(config: pytest.Config) -> Callable[[str], None]:
     """Progress lines on the real terminal, even from inside a captured fixture setup."""
 
     def emit(line: str) -> None:

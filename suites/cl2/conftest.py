@@ -121,7 +121,7 @@ def pytest_perfci_make_provider(settings: Settings, config: pytest.Config) -> An
     """--provider=kops: the cluster is this suite's target (validated now, created on first use)."""
     if settings.provider != "kops":
         return None
-    from pytest_perfci.plugin import _progress_printer
+    from pytest_perfci.plugin import progress_printer
 
     kops_cfg = _kops_config(settings, config)
     opts = cl2_options(config)  # bad --cl2-slo / unreadable baseline: a usage error before anything exists
@@ -131,7 +131,7 @@ def pytest_perfci_make_provider(settings: Settings, config: pytest.Config) -> An
     ledger = Ledger(settings.results / "ledger.jsonl")
     return KopsProvider(kops_cfg, run_id=settings.run_id, ledger=ledger,
                         workdir=settings.results / settings.run_id, region=settings.region,
-                        progress=_progress_printer(config))
+                        progress=progress_printer(config))
 
 
 @pytest.fixture(scope="session")

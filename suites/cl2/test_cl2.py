@@ -82,9 +82,9 @@ def _run(variant: str, cluster: Cluster, cl2: Any, settings: Settings, request: 
 
 @pytest.fixture
 def progress(pytestconfig: pytest.Config) -> Any:
-    from pytest_perfci.plugin import _progress_printer
+    from pytest_perfci.plugin import progress_printer
 
-    return _progress_printer(pytestconfig)
+    return progress_printer(pytestconfig)
 
 
 def test_smoke(cluster: Cluster, cl2: Any, perfci_settings: Settings, request: pytest.FixtureRequest,

@@ -138,14 +138,14 @@ def install(ec2: Any, rules: list[Rule]) -> None:
 def pytest_perfci_make_provider(settings: Any, config: pytest.Config) -> Any:
     if settings.effective_provider != "ec2":
         return None
-    from pytest_perfci.plugin import _progress_printer
+    from pytest_perfci.plugin import progress_printer
     from pytest_perfci.providers import make_provider
 
     rules = parse_rules(os.environ.get("PERFCI_FAULTS", ""))
     provider: Any = make_provider(
         settings,
         address=lambda instance: config.hook.pytest_perfci_host_address(instance=instance),
-        progress=_progress_printer(config),
+        progress=progress_printer(config),
     )
     if os.environ.get("PERFCI_TEST_SSH_READY_TIMEOUT"):
         provider.ssh_ready_timeout = float(os.environ["PERFCI_TEST_SSH_READY_TIMEOUT"])
