@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_perfci.hosts import CommandFailed, CommandTimeout, Host, LocalHost
+from pytest_perfci.hosts import CommandTimeout, Host, LocalHost
+from tests.procs import process_state
 
 
 @pytest.fixture
@@ -22,43 +23,16 @@ def local_host() -> LocalHost:
     return LocalHost("here")
 
 
-def process_state(pid: int) -> str | None:
-    """'R', 'S', 'Z', ... or None when gone. A zombie counts as dead: PID 1 here may not reap orphans."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
-
 
 def test_is_a_host(local_host: LocalHost) -> None:
     assert isinstance(local_host, Host)
     assert repr(local_host) == "LocalHost('here')"
 
 
-def test_echo(local_host: LocalHost) -> None:
-    r = local_host.run("echo hello")
-    assert (r.stdout, r.stderr, r.exited, r.ok, r.host, r.command) == (
-        "hello\n",
-        "",
-        0,
-        True,
-        "here",
-        "echo hello",
-    )
-    assert 0 < r.duration < 10
 
 
-def test_exit_code_and_stderr(local_host: LocalHost) -> None:
-    r = local_host.run("echo out; echo err >&2; exit 3", check=False)
-    assert (r.stdout, r.stderr, r.exited, r.failed) == ("out\n", "err\n", 3, True)
 
 
-def test_check_raises_command_failed_with_result(local_host: LocalHost) -> None:
-    with pytest.raises(CommandFailed) as info:
-        local_host.run(["sh", "-c", "echo why >&2; exit 7"])
-    assert info.value.result.exited == 7
-    assert "here: exit 7" in str(info.value) and "(why)" in str(info.value)
 
 
 def test_string_is_shell_text_sequence_is_not(local_host: LocalHost) -> None:
@@ -76,8 +50,6 @@ def test_env_is_added_to_the_inherited_environment(local_host: LocalHost) -> Non
     assert "PERFCI_X" not in os.environ
 
 
-def test_stdin_is_closed(local_host: LocalHost) -> None:
-    assert local_host.run("cat; echo done", timeout=10).stdout == "done\n"
 
 
 def test_sudo_as_root_runs_directly(local_host: LocalHost) -> None:

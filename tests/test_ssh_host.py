@@ -19,13 +19,13 @@ import pytest
 
 from pytest_perfci.hosts import (
     AuthenticationFailed,
-    CommandFailed,
     CommandTimeout,
     Host,
     HostUnreachable,
     LocalHost,
 )
 from pytest_perfci.hosts.ssh import HostKeyRejected, SSHHost, _cut_pid, with_env
+from tests.procs import process_state
 from tests.sshd import SshdServer, free_port, sshd, sshd_server  # noqa: F401 - fixtures, until conftest registers them
 
 
@@ -63,14 +63,6 @@ def assert_no_key_material(message: str, server: SshdServer) -> None:
         assert secret not in message
 
 
-def process_state(pid: int) -> str | None:
-    """'R', 'S', 'Z', ... or None when gone. A zombie counts as dead: PID 1 here may not reap orphans."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
-
 
 # -- commands ------------------------------------------------------------------------------------------
 
@@ -80,29 +72,10 @@ def test_is_a_host(ssh_host: SSHHost) -> None:
     assert "box" in repr(ssh_host) and "root@127.0.0.1" in repr(ssh_host)
 
 
-def test_echo(ssh_host: SSHHost) -> None:
-    r = ssh_host.run("echo hello")
-    assert (r.stdout, r.stderr, r.exited, r.ok, r.host, r.command) == (
-        "hello\n",
-        "",
-        0,
-        True,
-        "box",
-        "echo hello",
-    )
-    assert 0 < r.duration < 10
 
 
-def test_exit_code_and_stderr(ssh_host: SSHHost) -> None:
-    r = ssh_host.run("echo out; echo err >&2; exit 3", check=False)
-    assert (r.stdout, r.stderr, r.exited, r.failed) == ("out\n", "err\n", 3, True)
 
 
-def test_check_raises_command_failed_with_result(ssh_host: SSHHost) -> None:
-    with pytest.raises(CommandFailed) as info:
-        ssh_host.run("echo why >&2; exit 7")
-    assert info.value.result.exited == 7
-    assert "box: exit 7" in str(info.value) and "(why)" in str(info.value)
 
 
 def test_string_is_shell_text(ssh_host: SSHHost) -> None:
@@ -142,9 +115,6 @@ def test_with_env_is_plain_export() -> None:
     assert with_env("cmd", {"A": "x y"}) == "export A='x y'; cmd"
 
 
-def test_stdin_is_closed(ssh_host: SSHHost) -> None:
-    r = ssh_host.run("cat; echo done", timeout=10)
-    assert r.stdout == "done\n"
 
 
 def test_sudo_as_root_runs_directly(ssh_host: SSHHost) -> None:
