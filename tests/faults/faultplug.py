@@ -33,12 +33,13 @@ import os
 import re
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
+
+from tests.ec2_harness import _mark  # the phase markers the kill tests wait for
 
 _RULE = re.compile(r"^\s*(?P<op>[A-Za-z]+)@(?P<which>\*|\d+(?:-\d+)?)=(?P<action>[A-Za-z0-9.:]+)\s*$")
 TIMEOUT_STALL = 0.5  # seconds a faked timeout stalls before botocore sees ReadTimeoutError
@@ -70,14 +71,6 @@ def parse_rules(text: str) -> list[Rule]:
             raise ValueError(f"PERFCI_FAULTS: bad rule {part!r} (want Operation@N|N-M|*=ACTION)")
         rules.append(Rule(m["op"], m["which"], m["action"]))
     return rules
-
-
-def _mark(name: str) -> None:
-    markers = os.environ.get("PERFCI_TEST_MARKERS")
-    if markers:
-        path = Path(markers) / name
-        if not path.exists():
-            path.write_text(f"{time.time()}\n")
 
 
 def _log(**fields: Any) -> None:
