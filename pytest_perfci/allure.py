@@ -10,8 +10,8 @@ what any Allure report expects:
   summaries), the host facts and the test's samples with their verdicts;
 - environment.properties in the results directory, from the host facts of every target.
 
-Nothing is attached unscrubbed (results.scrub), and at session end the whole results directory,
-including what allure-pytest captured from stdout/stderr/logging by itself, is swept again.
+Nothing is attached unscrubbed (results.scrub); allure-pytest's own file writer redacts as it writes
+(allure_scrub), and at session end the whole results directory is swept again.
 """
 
 from __future__ import annotations

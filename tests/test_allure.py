@@ -99,3 +99,45 @@ def test_without_alluredir_nothing_is_written_for_allure(pytester: pytest.Pytest
     pytester.makepyfile(test_plain="def test_x(host, perfci_record):\n    perfci_record.attach('a', 'b')\n")
     pytester.runpytest("-p", "no:cacheprovider", "--perfci-results=results").assert_outcomes(passed=1)
     assert not list(pytester.path.glob("**/*-result.json"))
+
+
+KILLED_SUITE = f'''
+import os, signal
+
+def test_prints_secrets(host):
+    print("{PEM}")
+    print("creds AKIAIOSFODNN7EXAMPLE wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    print("aws_secret_access_key wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+
+def test_killed(host):
+    os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+def test_secrets_are_redacted_as_written_even_when_the_run_is_killed(pytester: pytest.Pytester) -> None:
+    """SIGKILL: no end-of-session sweep ever runs, so what allure-pytest wrote must already be clean."""
+    pytester.makepyfile(test_killed=KILLED_SUITE)
+    result = pytester.runpytest_subprocess("--alluredir=allure-results", "--perfci-results=results",
+                                           "-p", "no:cacheprovider", "-p", "no:randomly")
+    assert result.ret == -9, result.stdout.str()
+    alluredir = pytester.path / "allure-results"
+    files = [p for p in alluredir.iterdir() if p.is_file()]
+    captured = [p for p in files if p.name.endswith("-attachment.txt")]
+    assert captured, f"allure-pytest wrote the first test's captured stdout: {[p.name for p in files]}"
+    text = "".join(p.read_text(errors="replace") for p in files)
+    assert "[REDACTED by perfci]" in text
+    for secret in ("wJalrXUtnFEMI", "AKIAIOSFODNN7EXAMPLE", "b3BlbnNzaC1rZXkt", "PRIVATE KEY"):
+        assert secret not in text, secret
+    assert find_leaks(alluredir) == []
+
+
+def test_junitxml_is_scrubbed(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_j=f'''
+def test_fails(host):
+    print("{PEM}")
+    assert False, "aws_secret_access_key wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+''')
+    pytester.runpytest("--junitxml=junit.xml", "--perfci-results=results", "-p", "no:cacheprovider")
+    text = (pytester.path / "junit.xml").read_text()
+    assert "<testcase" in text and "[REDACTED by perfci]" in text
+    assert "wJalrXUtnFEMI" not in text and "PRIVATE KEY" not in text and "b3BlbnNzaC1rZXkt" not in text

@@ -157,7 +157,7 @@ def _run_types_job(**env: str) -> tuple[subprocess.CompletedProcess[str], str]:
     with tempfile.NamedTemporaryFile("r", suffix=".out") as out:
         full = {**os.environ, "X86_64": "m7i.large", "ARM64": "", "SUITES": "suites/pmc", "PERFCI_TTL": "3h",
                 "GITHUB_OUTPUT": out.name, **env}
-        proc = subprocess.run([sys.executable, "-c", step["run"]], env=full, capture_output=True, text=True,
+        proc = subprocess.run([sys.executable, "-c", step["run"]], env=full, capture_output=True, text=True, check=False,
                               timeout=30)
         return proc, out.read()
 
@@ -205,6 +205,20 @@ def test_role_is_trusted_for_the_protected_environment_only() -> None:
         for job_id, job in load(name)["jobs"].items():
             if any(uses(s, "aws-actions/configure-aws-credentials") for s in steps(job)):
                 assert job.get("environment") == "aws-perf", f"{name}:{job_id} assumes the role outside aws-perf"
+
+
+def test_no_upload_carries_the_private_keys() -> None:
+    """The results directory holds <results>/.keys/ (the run's SSH keys): it is never an artifact."""
+    for name in ("perf.yml", "reaper.yml", "ci.yml"):
+        for job in load(name)["jobs"].values():
+            for step in steps(job):
+                if not (uses(step, "actions/upload-artifact") or uses(step, "actions/upload-pages-artifact")):
+                    continue
+                paths = str(step["with"]["path"]).split()
+                assert not any(".keys" in p and not p.startswith("!") for p in paths), step
+                assert step["with"].get("include-hidden-files", False) is False, step
+                if "perfci-results" in paths:
+                    assert "!perfci-results/.keys" in paths, step
 
 
 def test_reaper_is_scheduled_and_reaps_expired() -> None:

@@ -55,6 +55,8 @@ class ResultsState:
     endpoint_url: str | None = None
     region: str | None = None
     infras: dict[str, Infrastructure] = field(default_factory=dict)
+    # secret-looking strings redacted as Allure files were written (one-element counter, see allure_scrub)
+    redactions: list[int] = field(default_factory=lambda: [0])
 
     @property
     def run_dir(self) -> Path:
@@ -132,6 +134,10 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"--perfci-history {source}: cannot read: {exc}") from None
         state.history_source = source
     config.stash[STATE_KEY] = state
+    if state.allure:  # every process that writes Allure files (xdist workers too) scrubs as it writes
+        from pytest_perfci import allure_scrub
+
+        allure_scrub.install(state.redactions)
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(ResultsCollector(state, config), "perfci-results-collector")
 
@@ -379,9 +385,19 @@ class ResultsCollector:
         if alluredir is not None:
             if self.infras:
                 allure_mod.write_environment(alluredir, self.infras)
-            redacted = allure_mod.sweep(alluredir)
+            redacted = self.state.redactions[0] + allure_mod.sweep(alluredir)
             if redacted:
                 self.notes.append(f"redacted {redacted} secret-looking string(s) in {alluredir}")
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        """--junitxml is written in junitxml's own sessionfinish: scrub it after, before CI uploads it."""
+        from pytest_perfci.results.scrub import scrub_bytes
+
+        xmlpath = getattr(config.option, "xmlpath", None)
+        if xmlpath and Path(xmlpath).is_file():
+            clean, n = scrub_bytes(Path(xmlpath).read_bytes())
+            if n:
+                Path(xmlpath).write_bytes(clean)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not (self.records or self.errors or self.notes):
