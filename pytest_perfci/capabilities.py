@@ -24,12 +24,10 @@ def detect(host: Host, capability: str) -> tuple[bool, str]:
     if capability == "resctrl":
         # From the facts already gathered (no prober run): the kernel part decides, the hardware
         # part says why (e.g. "kernel lacks resctrl (CONFIG_X86_CPU_RESCTRL); hardware capable (...)").
-        from pytest_perfci.checks.resctrl import CpuFlags, judge_availability
+        from pytest_perfci.checks.resctrl import judge_availability
 
         facts = host.facts
-        cpu = CpuFlags(arch=facts.arch, vendor=facts.cpu_vendor, flags=frozenset(facts.cpu_flags),
-                       hypervisor=facts.virtualised if facts.arch == "x86_64" else None)
-        verdict = judge_availability(cpu, facts.filesystems, arch=facts.arch, virtualised=facts.virtualised)
+        verdict = judge_availability(facts.cpu, facts.filesystems, arch=facts.arch, virtualised=facts.virtualised)
         if "resctrl" in facts.filesystems:
             return True, f"kernel lists resctrl in /proc/filesystems; {verdict.hardware.phrase}"
         if verdict.reason is not None and verdict.reason.value.startswith("not applicable"):

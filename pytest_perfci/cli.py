@@ -19,6 +19,9 @@ from typing import Any
 
 from pytest_perfci.checks.perf_stat import PerfStat, PerfStatParseError, parse_perf_stat
 from pytest_perfci.checks.pmc import PmcContext, Status, Verdict, judge_perf_stat, trustworthy
+from pytest_perfci.models.cpuinfo import parse_cpuinfo
+from pytest_perfci.models.facts import Facts  # the one place that knows what a core PMU is
+from pytest_perfci.models.procfs import parse_filesystems
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -112,7 +115,6 @@ def _context(args: argparse.Namespace) -> PmcContext | None:
     if args.paranoid is None and args.pmu_devices is None and not args.root and not args.system_wide:
         return None
     devices = tuple(args.pmu_devices.replace(",", " ").split()) if args.pmu_devices is not None else ()
-    from pytest_perfci.hosts.facts import Facts  # the one place that knows what a core PMU is
 
     return PmcContext(
         core_pmu=Facts(pmu_devices=devices).core_pmu if args.pmu_devices is not None else None,
@@ -441,8 +443,8 @@ def _resctrl_judge(args: argparse.Namespace) -> int:
     from pytest_perfci.checks import resctrl as r
 
     try:
-        cpu = r.parse_cpu_flags(_read(args.cpuinfo)) if args.cpuinfo else None
-        fs = r.parse_filesystems(_read(args.filesystems)) if args.filesystems else None
+        cpu = parse_cpuinfo(_read(args.cpuinfo)) if args.cpuinfo else None
+        fs = parse_filesystems(_read(args.filesystems)) if args.filesystems else None
         config = r.parse_kernel_config(_read(args.kernel_config)) if args.kernel_config else None
         tree = r.parse_tree(_read_tree(Path(args.tree))) if args.tree else None
     except OSError as exc:

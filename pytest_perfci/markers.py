@@ -7,13 +7,15 @@ and a test that does not fit is always skipped with a reason naming the target, 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from pytest_perfci.hosts.facts import Facts, normalise_arch
+from pytest_perfci.models.arch import ARCHES, normalise_arch
+from pytest_perfci.models.facts import Facts
+from pytest_perfci.models.instance_query import Query, is_query
 
-ARCHES = ("x86_64", "arm64")
 CAPABILITIES = ("pmc", "resctrl")
 
 MARKERS = {
@@ -66,8 +68,6 @@ def validate(marks: Iterable[pytest.Mark], where: str) -> None:
 
 def _queries(mark: pytest.Mark) -> list[Any]:
     """The attribute queries of an instance_type mark: its kwargs, and positional args containing '='."""
-    from pytest_perfci.providers.ec2.resolve import Query, is_query
-
     queries = [Query.parse(a) for a in mark.args if is_query(a)]
     if mark.kwargs:
         queries.append(Query.from_kwargs(mark.kwargs))
@@ -114,8 +114,6 @@ def instance_type_reason(
 
 def facts_attrs(facts: Facts) -> Any:
     """What an instance_type query can match on a host known only by its facts (local, inventory)."""
-    from types import SimpleNamespace
-
     name = facts.instance_type
     vendor = {"intel": "intel", "amd": "amd"}.get(facts.cpu_vendor)
     if facts.cpu_vendor == "arm" and name:  # arm64 on EC2 is Graviton

@@ -18,6 +18,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from pytest_perfci.models.instance_query import Query, is_query, split_items
+
 PROVIDERS = ("local", "inventory", "ec2", "kops")
 # Providers this version can really bring up; the others are rejected before anything is created.
 IMPLEMENTED_PROVIDERS = ("local", "inventory", "ec2")
@@ -97,7 +99,7 @@ class Settings(BaseSettings):
     ssh_user: str | None = None
     root_volume_gb: int = Field(default=30, ge=8, le=16384)
     endpoint_url: str | None = None
-    # most types one attribute query may select (providers/ec2/resolve.py)
+    # most types one attribute query may select (models/instance_query.py)
     max_types: int = Field(default=8, ge=1, le=1000)
     # inventory provider
     inventory: Path | None = None
@@ -144,9 +146,7 @@ class Settings(BaseSettings):
     @classmethod
     def _split(cls, value: Any) -> Any:
         # Names and attribute queries: a piece with '=' is a query term and its commas bind to it;
-        # ';' always separates items (spelling documented in providers/ec2/resolve.py).
-        from pytest_perfci.providers.ec2.resolve import split_items
-
+        # ';' always separates items (spelling documented in models/instance_query.py).
         items = split_items(value)
         raw = [value] if isinstance(value, str) else list(value or ())
         if not items and any(str(v).strip() for v in raw):
@@ -158,8 +158,6 @@ class Settings(BaseSettings):
     @field_validator("instance_type")
     @classmethod
     def _check_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from pytest_perfci.providers.ec2.resolve import Query, is_query
-
         for name in value:
             if is_query(name):
                 Query.parse(name)  # QueryError (a ValueError) names the bad term

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_perfci.hosts.facts import parse_cpuinfo, parse_facts
 from pytest_perfci.hosts.local import LocalHost
+from pytest_perfci.models.cpuinfo import parse_cpuinfo
+from pytest_perfci.models.facts import parse_facts
 
 
 def _facts_text(cpuinfo: str, uname: str = "Linux 6.1.0 x86_64", **extra: str) -> str:
@@ -37,18 +38,18 @@ def test_firecracker_amd_vm(samples: Path) -> None:
 
 def test_graviton3_features_and_part(samples: Path) -> None:
     text = (samples / "pmc" / "cpuinfo" / "ec2-graviton3-c7g-head-cpuinfo.txt").read_text()
-    vendor, model, flags, hypervisor = parse_cpuinfo(text)
-    assert (vendor, model) == ("arm", "Neoverse-V1 (Graviton3)")
-    assert "sve" in flags and "i8mm" in flags
-    assert hypervisor is None  # arm64 cpuinfo cannot say; DMI or systemd-detect-virt must
+    cpu = parse_cpuinfo(text)
+    assert (cpu.vendor, cpu.model) == ("arm", "Neoverse-V1 (Graviton3)")
+    assert "sve" in cpu.flags and "i8mm" in cpu.flags
+    assert cpu.hypervisor is None  # arm64 cpuinfo cannot say; DMI or systemd-detect-virt must
 
 
 def test_amd_genoa_vm_has_hypervisor_and_vpmu_flags(samples: Path) -> None:
     text = (samples / "pmc" / "cpuinfo" / "ec2-m7a.8xlarge-amd-epyc-9r14-vm.cpuinfo.txt").read_text()
-    vendor, model, flags, hypervisor = parse_cpuinfo(text)
-    assert vendor == "amd" and "EPYC 9R14" in model
-    assert hypervisor is True and "perfctr_core" in flags and "perfmon_v2" in flags
-    assert not {"cat_l3", "mba", "rdt_a"} & set(flags)
+    cpu = parse_cpuinfo(text)
+    assert cpu.vendor == "amd" and "EPYC 9R14" in cpu.model
+    assert cpu.hypervisor is True and "perfctr_core" in cpu.flags and "perfmon_v2" in cpu.flags
+    assert not {"cat_l3", "mba", "rdt_a"} & set(cpu.flags)
 
 
 def test_ec2_dmi_gives_instance_type_and_metal() -> None:

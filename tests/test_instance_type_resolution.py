@@ -14,11 +14,8 @@ from botocore.exceptions import ClientError
 
 from pytest_perfci import markers
 from pytest_perfci.cleanup.ledger import Ledger
-from pytest_perfci.hosts.facts import Facts
-from pytest_perfci.providers.base import Target
-from pytest_perfci.providers.ec2 import EC2Provider, UnknownInstanceType
-from pytest_perfci.providers.ec2.catalog import Catalog, InstanceTypeInfo, vendor_from_family
-from pytest_perfci.providers.ec2.resolve import (
+from pytest_perfci.models.facts import Facts
+from pytest_perfci.models.instance_query import (
     Query,
     QueryError,
     Resolution,
@@ -26,6 +23,10 @@ from pytest_perfci.providers.ec2.resolve import (
     resolve,
     split_items,
 )
+from pytest_perfci.models.instance_types import InstanceTypeInfo, vendor_from_family
+from pytest_perfci.providers.base import Target
+from pytest_perfci.providers.ec2 import EC2Provider, UnknownInstanceType
+from pytest_perfci.providers.ec2.catalog import Catalog
 from pytest_perfci.settings import Settings, SettingsError, load_settings
 from tests.moto_server import MotoServer
 

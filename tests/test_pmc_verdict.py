@@ -20,7 +20,7 @@ from pytest_perfci.checks.pmc import (
     judge_perf_stat,
     trustworthy,
 )
-from pytest_perfci.hosts.facts import Facts, parse_facts
+from pytest_perfci.models.facts import Facts, parse_facts
 
 FC = "pmc/local-firecracker-amd-vm-nopmu"
 

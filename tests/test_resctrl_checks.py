@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from pytest_perfci.checks import resctrl as r
+from pytest_perfci.models.cpuinfo import parse_cpuinfo
+from pytest_perfci.models.procfs import parse_filesystems
 
 SAMPLES = Path(__file__).parent / "data" / "samples"
 RESCTRL = SAMPLES / "resctrl"
@@ -46,7 +48,7 @@ def outputs(section: str, command: str) -> list[str]:
 
 
 def test_c7i_metal_lscpu_flags_whole_word_through_the_wrapping() -> None:
-    cpu = r.parse_cpu_flags(text("resctrl/cpuinfo/ec2-c7i.metal-48xl-lscpu-excerpt.txt"))
+    cpu = parse_cpuinfo(text("resctrl/cpuinfo/ec2-c7i.metal-48xl-lscpu-excerpt.txt"))
     assert (cpu.arch, cpu.vendor, cpu.source, cpu.hypervisor) == ("x86_64", "intel", "lscpu", False)
     assert cpu.model == "Intel(R) Xeon(R) Platinum 8488C"
     assert cpu.rdt == ("cat_l3", "cat_l2", "cdp_l3", "cdp_l2", "mba")
@@ -55,7 +57,7 @@ def test_c7i_metal_lscpu_flags_whole_word_through_the_wrapping() -> None:
 
 
 def test_c7a_metal_amd_flags_and_the_lscpu_wrap_limit() -> None:
-    cpu = r.parse_cpu_flags(text("resctrl/cpuinfo/ec2-c7a.metal-48xl-lscpu-excerpt.txt"))
+    cpu = parse_cpuinfo(text("resctrl/cpuinfo/ec2-c7a.metal-48xl-lscpu-excerpt.txt"))
     assert (cpu.vendor, cpu.rdt) == ("amd", ("cat_l3", "cdp_l3", "mba"))
     assert cpu.model == "AMD EPYC 9R14 96-Core Processor"
     # lscpu split "perfmon_v2" over two lines; the break is unmarked, so only RDT names are rejoined.
@@ -63,22 +65,22 @@ def test_c7a_metal_amd_flags_and_the_lscpu_wrap_limit() -> None:
 
 
 def test_broadwell_flags_line_has_monitoring_but_no_mba() -> None:
-    cpu = r.parse_cpu_flags(text("resctrl/cpuinfo/htop-565-bare-metal-xeon-e7-8870v4-flags.txt"))
+    cpu = parse_cpuinfo(text("resctrl/cpuinfo/htop-565-bare-metal-xeon-e7-8870v4-flags.txt"))
     assert cpu.rdt == ("rdt_a", "cat_l3", "cdp_l3", "cqm", "cqm_llc", "cqm_occup_llc", "cqm_mbm_total",
                        "cqm_mbm_local")
     assert not cpu.has("mba") and cpu.has("rdtscp") and cpu.arch == "x86_64"
 
 
 def test_cascade_lake_truncated_cpuinfo() -> None:
-    cpu = r.parse_cpu_flags(text("resctrl/cpuinfo/intel-cmt-cat-108-bare-metal-xeon-gold-6252-truncated.txt"))
+    cpu = parse_cpuinfo(text("resctrl/cpuinfo/intel-cmt-cat-108-bare-metal-xeon-gold-6252-truncated.txt"))
     assert (cpu.vendor, cpu.model) == ("intel", "Intel(R) Xeon(R) Gold 6252 CPU @ 2.10GHz")
     assert cpu.rdt == ("rdt_a", "cat_l3", "cdp_l3", "mba", "cqm") and cpu.truncated
 
 
 def test_vm_and_arm64_cpuinfo() -> None:
-    vm = r.parse_cpu_flags(text("pmc/cpuinfo/ec2-m7a.8xlarge-amd-epyc-9r14-vm.cpuinfo.txt"))
+    vm = parse_cpuinfo(text("pmc/cpuinfo/ec2-m7a.8xlarge-amd-epyc-9r14-vm.cpuinfo.txt"))
     assert vm.hypervisor is True and vm.rdt == () and vm.has("perfctr_core")
-    arm = r.parse_cpu_flags(text("pmc/cpuinfo/ec2-graviton3-c7g-head-cpuinfo.txt"))
+    arm = parse_cpuinfo(text("pmc/cpuinfo/ec2-graviton3-c7g-head-cpuinfo.txt"))
     assert (arm.arch, arm.vendor, arm.hypervisor, arm.rdt) == ("arm64", "arm", None, ())
 
 
@@ -88,7 +90,7 @@ NO_RESCTRL = ("sysfs", "proc", "ext4", "xfs")
 
 
 def test_capable_metal_with_a_kernel_built_without_resctrl() -> None:
-    cpu = r.parse_cpu_flags(text("resctrl/cpuinfo/ec2-c7i.metal-48xl-lscpu-excerpt.txt"))
+    cpu = parse_cpuinfo(text("resctrl/cpuinfo/ec2-c7i.metal-48xl-lscpu-excerpt.txt"))
     a = r.judge_availability(cpu, NO_RESCTRL)
     assert a.line() == "hardware capable (cat_l3 cat_l2 cdp_l3 cdp_l2 mba), kernel lacks resctrl (CONFIG_X86_CPU_RESCTRL)"
     assert (a.status, a.reason, a.hardware.ok, a.kernel.ok) == (r.Status.UNAVAILABLE, r.Reason.KERNEL_LACKS, True, False)
@@ -97,7 +99,7 @@ def test_capable_metal_with_a_kernel_built_without_resctrl() -> None:
 
 
 def test_capable_metal_with_resctrl_registered_but_not_mounted() -> None:
-    cpu = r.parse_cpu_flags(text("resctrl/cpuinfo/htop-565-bare-metal-xeon-e7-8870v4-flags.txt"))
+    cpu = parse_cpuinfo(text("resctrl/cpuinfo/htop-565-bare-metal-xeon-e7-8870v4-flags.txt"))
     a = r.judge_availability(cpu, (*NO_RESCTRL, "resctrl"))
     assert a.reason is r.Reason.NOT_MOUNTED and a.line().endswith("kernel supports resctrl, not mounted")
     failed = r.judge_availability(cpu, (*NO_RESCTRL, "resctrl"), mount_error="mount point does not exist.")
@@ -105,7 +107,7 @@ def test_capable_metal_with_resctrl_registered_but_not_mounted() -> None:
 
 
 def test_vm_without_rdt_is_no_hardware() -> None:
-    cpu = r.parse_cpu_flags(text("pmc/cpuinfo/ec2-m7a.8xlarge-amd-epyc-9r14-vm.cpuinfo.txt"))
+    cpu = parse_cpuinfo(text("pmc/cpuinfo/ec2-m7a.8xlarge-amd-epyc-9r14-vm.cpuinfo.txt"))
     a = r.judge_availability(cpu, NO_RESCTRL)
     assert a.reason is r.Reason.NO_HARDWARE
     assert a.line() == ("no hardware support (no RDT/QoS cpu flags; virtualised: the hypervisor does not expose it), "
@@ -115,7 +117,7 @@ def test_vm_without_rdt_is_no_hardware() -> None:
 @pytest.mark.parametrize("name", ["ec2-graviton3-c7g-head-cpuinfo.txt",
                                   "ec2-graviton2-c6g-and-graviton3-c7g-xlarge-excerpts.txt"])
 def test_arm64_is_not_applicable_unless_the_kernel_lists_resctrl(name: str) -> None:
-    cpu = r.parse_cpu_flags(text(f"pmc/cpuinfo/{name}"))
+    cpu = parse_cpuinfo(text(f"pmc/cpuinfo/{name}"))
     a = r.judge_availability(cpu, NO_RESCTRL)
     assert a.status is r.Status.NOT_APPLICABLE and a.line().startswith("not applicable (no MPAM resctrl)")
     listed = r.judge_availability(cpu, (*NO_RESCTRL, "resctrl"))
@@ -123,8 +125,8 @@ def test_arm64_is_not_applicable_unless_the_kernel_lists_resctrl(name: str) -> N
 
 
 def test_this_machine_from_its_own_files() -> None:
-    cpu = r.parse_cpu_flags(Path("/proc/cpuinfo").read_text())
-    fs = r.parse_filesystems(Path("/proc/filesystems").read_text())
+    cpu = parse_cpuinfo(Path("/proc/cpuinfo").read_text())
+    fs = parse_filesystems(Path("/proc/filesystems").read_text())
     if "resctrl" in fs or cpu.rdt:
         pytest.skip("this machine offers RDT/resctrl; the recorded-VM expectations below do not apply")
     a = r.judge_availability(cpu, fs)

@@ -8,14 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pytest_perfci.checks.resctrl import parse_cpu_flags, parse_filesystems
+from pytest_perfci.models.cpuinfo import parse_cpuinfo
+from pytest_perfci.models.procfs import parse_filesystems
 
 ROOT = Path(__file__).parents[1]
 
 
 def test_suite_on_this_machine(tmp_path: Path) -> None:
     fs = parse_filesystems(Path("/proc/filesystems").read_text())
-    cpu = parse_cpu_flags(Path("/proc/cpuinfo").read_text())
+    cpu = parse_cpuinfo(Path("/proc/cpuinfo").read_text())
     before = sorted(os.listdir("/sys/fs")) if Path("/sys/fs").is_dir() else []
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERFCI_")}
     proc = subprocess.run(

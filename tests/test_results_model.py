@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from pytest_perfci.hosts.facts import Facts
+from pytest_perfci.models.facts import Facts
 from pytest_perfci.results.model import (
     SCHEMA,
     Infrastructure,

@@ -49,7 +49,7 @@ def test_suite_on_this_machine(tmp_path: Path) -> None:
 REPLAY_CONFTEST = r'''
 import json, shlex
 import pytest
-from pytest_perfci.hosts.facts import Facts
+from pytest_perfci.models.facts import Facts
 from pytest_perfci.hosts.result import Result
 from pytest_perfci.providers.base import Target
 

@@ -16,7 +16,7 @@ from enum import Enum
 from pydantic import BaseModel, ConfigDict
 
 from pytest_perfci.checks.perf_stat import Counter, PerfStat, normalise_event
-from pytest_perfci.hosts.facts import Facts
+from pytest_perfci.models.facts import Facts
 
 __all__ = [
     "PmcContext",

@@ -5,8 +5,8 @@
 resctrl (CONFIG_X86_CPU_RESCTRL, e.g. Amazon Linux), or resctrl may be registered but not mounted or
 not usable. `judge_availability` says all three in one line.
 
-Everything here is pure: parsers take the text of /proc/cpuinfo (or lscpu), /proc/filesystems and
-the files of a resctrl tree (as a mapping of relative path -> content, which is what the prober
+Everything here is pure: /proc/cpuinfo (or lscpu) and /proc/filesystems are read by the shared
+parsers of pytest_perfci.models; the parsers here take a kernel config and the files of a resctrl tree (as a mapping of relative path -> content, which is what the prober
 prints and what `perfci resctrl judge --tree` reads), and the effect judges take numbers. The effect
 judges copy the pass/fail rules of the kernel's own selftests (tools/testing/selftests/resctrl), and
 are tested against those selftests' recorded TAP output (tests/data/samples/resctrl/selftests).
@@ -21,133 +21,11 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict
 
-# --- CPU flags ------------------------------------------------------------------------------------
+from pytest_perfci.models.arch import ARCHES, normalise_arch
+from pytest_perfci.models.cpuinfo import CpuInfo, parse_cpuinfo
+from pytest_perfci.models.procfs import parse_filesystems
 
-# /proc/cpuinfo flag names (arch/x86/include/asm/cpufeatures.h, the quoted names) that mean the
-# CPU enumerates an RDT (Intel) / PQoS (AMD) feature resctrl can manage.
-ALLOCATION_FLAGS = ("rdt_a", "cat_l3", "cat_l2", "cdp_l3", "cdp_l2", "mba", "smba")
-MONITORING_FLAGS = ("cqm", "cqm_llc", "cqm_occup_llc", "cqm_mbm_total", "cqm_mbm_local", "bmec", "abmc")
-RDT_FLAGS = ALLOCATION_FLAGS + MONITORING_FLAGS
-# The flags that alone name a resource resctrl exposes (cqm / cdp_* are sub-features of those).
-_RESOURCE_FLAGS = ("rdt_a", "cat_l3", "cat_l2", "mba", "smba", "cqm_occup_llc", "cqm_mbm_total", "cqm_mbm_local")
-
-TRUNCATION_MARK = "[... truncated"
-
-
-class CpuFlags(BaseModel):
-    """The first processor's identity and flags, from /proc/cpuinfo or `lscpu` output."""
-
-    model_config = ConfigDict(frozen=True)
-
-    arch: str = "unknown"  # x86_64 | arm64 | unknown
-    vendor: str = "unknown"  # intel | amd | arm | unknown
-    model: str = ""
-    flags: frozenset[str] = frozenset()
-    hypervisor: bool | None = None  # the x86 `hypervisor` flag; None on arm64 (no such bit)
-    source: str = "cpuinfo"  # cpuinfo | lscpu
-    truncated: bool = False  # the recorded flag list was cut off: an absent flag proves nothing
-
-    def has(self, flag: str) -> bool:
-        """Whole-word test: `rdt_a` never matches `rdtscp`, `mba` never matches `mbapm`."""
-        return flag in self.flags
-
-    @property
-    def rdt(self) -> tuple[str, ...]:
-        """The RDT/QoS flags present, in a stable order."""
-        return tuple(f for f in RDT_FLAGS if f in self.flags)
-
-    @property
-    def rdt_capable(self) -> bool:
-        return any(f in self.flags for f in _RESOURCE_FLAGS)
-
-
-def _vendor(vendor_id: str, implementer: str) -> str:
-    if vendor_id == "GenuineIntel":
-        return "intel"
-    if vendor_id in ("AuthenticAMD", "HygonGenuine"):
-        return "amd"
-    if implementer or vendor_id in ("ARM", "Ampere", "AWS"):
-        return "arm"
-    return "unknown"
-
-
-def _join_wrapped(lines: Sequence[str]) -> list[str]:
-    """lscpu wraps the Flags column at the terminal width, splitting words (`sse4` / `_2`).
-
-    The wrap point is not marked, so a break at a word boundary and one inside a word look the same.
-    Tokens are joined with a space, except where the two halves form a known RDT flag, so the flags
-    this module judges are never lost to the wrap.
-    """
-    tokens: list[str] = []
-    for line in lines:
-        words = line.split()
-        if tokens and words and tokens[-1] + words[0] in RDT_FLAGS and words[0] not in RDT_FLAGS:
-            tokens[-1] += words.pop(0)
-        tokens.extend(words)
-    return tokens
-
-
-def parse_cpu_flags(text: str) -> CpuFlags:
-    """Vendor, arch and flags from /proc/cpuinfo (x86 `flags`, arm64 `Features`) or `lscpu` output."""
-    truncated = TRUNCATION_MARK in text
-    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#") and TRUNCATION_MARK not in ln]
-    if any(re.match(r"\s*Flags:\s", ln) for ln in lines) or any(ln.startswith("Architecture:") for ln in lines):
-        return _parse_lscpu(lines, truncated)
-    fields: dict[str, str] = {}
-    for line in lines:
-        if not line.strip():
-            if "flags" in fields or "features" in fields:
-                break  # first processor block only
-            continue
-        key, sep, value = line.partition(":")
-        if sep:
-            fields.setdefault(key.strip().lower(), value.strip())
-    vendor = _vendor(fields.get("vendor_id", ""), fields.get("cpu implementer", ""))
-    if "flags" in fields:
-        flags = frozenset(fields["flags"].split())
-        arch = "x86_64" if vendor in ("intel", "amd") or "lm" in flags else "unknown"
-        return CpuFlags(arch=arch, vendor=vendor, model=fields.get("model name", ""), flags=flags,
-                        hypervisor="hypervisor" in flags, truncated=truncated)
-    if "features" in fields:
-        return CpuFlags(arch="arm64", vendor="arm" if vendor == "unknown" else vendor,
-                        model=fields.get("cpu part", ""), flags=frozenset(fields["features"].split()),
-                        hypervisor=None, truncated=truncated)
-    return CpuFlags(vendor=vendor, truncated=truncated)
-
-
-def _parse_lscpu(lines: Sequence[str], truncated: bool) -> CpuFlags:
-    values: dict[str, str] = {}
-    flag_lines: list[str] = []
-    in_flags = False
-    for line in lines:
-        m = re.match(r"\s*([A-Za-z][^:]*):\s*(.*)$", line)
-        if m and not (in_flags and line.startswith(" " * 10) and ":" not in line.split()[0]):
-            key, value = m.group(1).strip(), m.group(2)
-            in_flags = key == "Flags"
-            if in_flags:
-                flag_lines.append(value)
-            else:
-                values.setdefault(key, value.strip())
-        elif in_flags and line.strip():
-            flag_lines.append(line)
-        else:
-            in_flags = False
-    arch_raw = values.get("Architecture", "").lower()
-    arch = {"x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(arch_raw, arch_raw or "unknown")
-    flags = frozenset(_join_wrapped(flag_lines))
-    vendor = _vendor(values.get("Vendor ID", ""), "")
-    hv = ("hypervisor" in flags) if arch == "x86_64" else None
-    return CpuFlags(arch=arch, vendor=vendor, model=values.get("Model name", ""), flags=flags, hypervisor=hv,
-                    source="lscpu", truncated=truncated)
-
-
-# --- /proc/filesystems and kernel config ------------------------------------------------------------
-
-
-def parse_filesystems(text: str) -> tuple[str, ...]:
-    """Filesystem names from /proc/filesystems (`nodev\\tresctrl` -> `resctrl`)."""
-    return tuple(line.split()[-1] for line in text.splitlines() if line.strip())
-
+# --- kernel config ----------------------------------------------------------------------------------
 
 # Kconfig symbols that build resctrl in: x86 since 5.0, x86 before 5.0, arm64 MPAM.
 KCONFIG_SYMBOLS = ("CONFIG_X86_CPU_RESCTRL", "CONFIG_INTEL_RDT", "CONFIG_ARM64_MPAM", "CONFIG_RESCTRL_FS")
@@ -601,7 +479,7 @@ def _kconfig_note(config: Mapping[str, str] | None, arch: str) -> str:
 
 
 def judge_availability(
-    cpu: CpuFlags | None,
+    cpu: CpuInfo | None,
     filesystems: Sequence[str] | None,
     tree: ResctrlTree | None = None,
     *,
@@ -864,7 +742,7 @@ def selftest_schemata_written(case: SelftestCase) -> list[str]:
 class Observation(BaseModel):
     """What `resctrl_probe.py gather` saw, parsed, with its verdict."""
 
-    cpu: CpuFlags
+    cpu: CpuInfo
     filesystems: tuple[str, ...] | None
     kernel_config: dict[str, str]
     tree: ResctrlTree | None
@@ -875,7 +753,7 @@ class Observation(BaseModel):
 
 def judge_gathered(doc: Mapping[str, object], virtualised: bool | None = None) -> Observation:
     """The verdict from the prober's gather document (schema: probes/resctrl_probe.py cmd_gather)."""
-    cpu = parse_cpu_flags(str(doc.get("cpuinfo") or ""))
+    cpu = parse_cpuinfo(str(doc.get("cpuinfo") or ""))
     fs_text = doc.get("filesystems")
     filesystems = parse_filesystems(str(fs_text)) if isinstance(fs_text, str) else None
     config = parse_kernel_config(str(doc.get("kernel_config") or ""))
@@ -883,7 +761,8 @@ def judge_gathered(doc: Mapping[str, object], virtualised: bool | None = None) -
     tree = parse_tree(files) if isinstance(files, Mapping) else None
     mount = doc.get("mount")
     mount_error = mount.get("error") if isinstance(mount, Mapping) else None
-    arch = {"aarch64": "arm64", "arm64": "arm64", "x86_64": "x86_64"}.get(str(doc.get("arch") or ""), cpu.arch)
+    arch = normalise_arch(str(doc.get("arch") or ""))
+    arch = arch if arch in ARCHES else cpu.arch
     availability = judge_availability(
         cpu, filesystems, tree, mounted=tree is not None, mount_error=str(mount_error) if mount_error else None,
         kernel_config=config or None, arch=arch, virtualised=virtualised,

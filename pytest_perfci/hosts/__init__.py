@@ -1,7 +1,6 @@
 """Host handles: the object a test gets to run commands on a target."""
 
 from pytest_perfci.hosts.base import Host
-from pytest_perfci.hosts.facts import Facts
 from pytest_perfci.hosts.local import LocalHost
 from pytest_perfci.hosts.result import (
     AuthenticationFailed,
@@ -16,7 +15,6 @@ __all__ = [
     "AuthenticationFailed",
     "CommandFailed",
     "CommandTimeout",
-    "Facts",
     "Host",
     "HostError",
     "HostUnreachable",

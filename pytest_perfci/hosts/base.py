@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from pytest_perfci.hosts.facts import Facts
 from pytest_perfci.hosts.result import Result
+from pytest_perfci.models.facts import Facts
 
 
 @runtime_checkable

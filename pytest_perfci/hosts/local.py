@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 
-from pytest_perfci.hosts.facts import FACTS_SCRIPT, Facts, parse_facts
 from pytest_perfci.hosts.result import CommandFailed, CommandTimeout, Result, as_shell
+from pytest_perfci.models.facts import FACTS_SCRIPT, Facts, parse_facts
 
 
 class LocalHost:

@@ -51,7 +51,6 @@ import paramiko
 from fabric import Connection
 from paramiko.ssh_exception import NoValidConnectionsError
 
-from pytest_perfci.hosts.facts import FACTS_SCRIPT, Facts, parse_facts
 from pytest_perfci.hosts.result import (
     AuthenticationFailed,
     CommandFailed,
@@ -61,6 +60,7 @@ from pytest_perfci.hosts.result import (
     Result,
     as_shell,
 )
+from pytest_perfci.models.facts import FACTS_SCRIPT, Facts, parse_facts
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from pytest_perfci.providers.ec2.catalog import InstanceTypeInfo
+from pytest_perfci.models.instance_types import InstanceTypeInfo
 
 SSM_DEFAULTS = {
     "x86_64": "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64",

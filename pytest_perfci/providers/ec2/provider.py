@@ -1,8 +1,8 @@
 """EC2 as a Provider: validate everything up front, fan out provisioning, hand back SSH hosts, destroy.
 
 Order of events for a run (`acquire` of the first target triggers all of it, once):
-  targets()          what the items of --instance-type mean (resolve.py: exact names, <family>.metal
-                     aliases, attribute queries) from one cached catalogue listing; aliases and queries
+  targets()          what the items of --instance-type mean (models/instance_query.py: exact names,
+                     <family>.metal aliases, attribute queries) from one cached catalogue listing; aliases and queries
                      are printed as one line each, before anything is created
   validate()         credentials, region, every type (one catalogue listing), every AMI and its arch,
                      the SSH CIDR; no create call happens before all of these pass
@@ -35,12 +35,13 @@ from pytest_perfci.aws.clients import client, session
 from pytest_perfci.cleanup.ledger import Ledger
 from pytest_perfci.hosts.result import AuthenticationFailed, HostError, HostUnreachable
 from pytest_perfci.hosts.ssh import HostKeyRejected, SSHHost, parse_destination
+from pytest_perfci.models.instance_query import Resolution, resolve
+from pytest_perfci.models.instance_types import InstanceTypeInfo
 from pytest_perfci.providers.base import Target
 from pytest_perfci.providers.ec2 import network, userdata
 from pytest_perfci.providers.ec2.ami import AmiResolver, Image
-from pytest_perfci.providers.ec2.catalog import Catalog, InstanceTypeInfo
+from pytest_perfci.providers.ec2.catalog import Catalog
 from pytest_perfci.providers.ec2.launch import LaunchError, LaunchSpec, launch, wait_running
-from pytest_perfci.providers.ec2.resolve import Resolution, resolve
 from pytest_perfci.providers.ec2.teardown import TeardownReport, teardown
 from pytest_perfci.settings import Settings
 

@@ -10,6 +10,10 @@ import re
 
 from pydantic import BaseModel, ConfigDict
 
+from pytest_perfci.models.arch import normalise_arch
+from pytest_perfci.models.cpuinfo import CpuInfo, parse_cpuinfo
+from pytest_perfci.models.procfs import parse_filesystems
+
 # Sections are separated by marker lines so that one command returns everything; every probe is
 # allowed to fail (a minimal host may lack perf, systemd or DMI).
 FACTS_SCRIPT = r"""
@@ -32,14 +36,6 @@ done
 echo "@@perfci:end"
 """
 
-# Arm Ltd. part numbers seen on EC2 (Graviton generations); the rest stays "part 0x...".
-_ARM_PARTS = {
-    "0xd0c": "Neoverse-N1 (Graviton2)",
-    "0xd40": "Neoverse-V1 (Graviton3)",
-    "0xd4f": "Neoverse-V2 (Graviton4)",
-    "0xd0b": "Cortex-A76",
-    "0xd08": "Cortex-A72",
-}
 # PMU device names under /sys/bus/event_source/devices that mean "a hardware core PMU is exposed".
 _CORE_PMU = re.compile(r"^(cpu|cpu_core|cpu_atom|armv8_pmuv3.*|arm_cortex_.*|armv8_.*)$")
 
@@ -80,6 +76,12 @@ class Facts(BaseModel):
         """Whole-word flag test: `rdt_a` must not match `rdtscp`."""
         return flag in self.cpu_flags
 
+    @property
+    def cpu(self) -> CpuInfo:
+        """The CPU part of the facts in the shape the resctrl verdicts read (no second cpuinfo parse)."""
+        return CpuInfo(arch=self.arch, vendor=self.cpu_vendor, model=self.cpu_model, flags=frozenset(self.cpu_flags),
+                       hypervisor=self.virtualised if self.arch == "x86_64" else None)
+
     def summary(self) -> str:
         kind = {True: "VM", False: "metal", None: "virt?"}[self.virtualised]
         where = self.instance_type or self.hostname or "?"
@@ -100,44 +102,6 @@ def split_sections(text: str) -> dict[str, str]:
     return sections
 
 
-def normalise_arch(machine: str) -> str:
-    m = machine.strip().lower()
-    return {"aarch64": "arm64", "arm64": "arm64", "x86_64": "x86_64", "amd64": "x86_64"}.get(m, m or "unknown")
-
-
-def parse_cpuinfo(text: str) -> tuple[str, str, tuple[str, ...], bool | None]:
-    """Vendor, model, flags and the hypervisor bit from the first processor block of /proc/cpuinfo.
-
-    x86 has `flags` and a `hypervisor` flag in guests; arm64 has `Features` and no such bit, so
-    virtualisation is unknown (None) from cpuinfo alone.
-    """
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            if fields:
-                break
-            continue
-        key, sep, value = line.partition(":")
-        if sep:
-            fields.setdefault(key.strip().lower(), value.strip())
-    flags = tuple((fields.get("flags") or fields.get("features") or "").split())
-    vendor_id = fields.get("vendor_id", "")
-    if vendor_id == "GenuineIntel":
-        vendor = "intel"
-    elif vendor_id in ("AuthenticAMD", "HygonGenuine"):
-        vendor = "amd"
-    elif fields.get("cpu implementer") == "0x41":
-        vendor = "arm"
-    else:
-        vendor = "unknown"
-    model = fields.get("model name", "")
-    if not model and "cpu part" in fields:
-        part = fields["cpu part"].lower()
-        model = _ARM_PARTS.get(part, f"part {part}")
-    hypervisor: bool | None = ("hypervisor" in flags) if "flags" in fields else None
-    return vendor, model, flags, hypervisor
-
-
 def parse_facts(text: str, **known: str | None) -> Facts:
     """Facts from FACTS_SCRIPT output; `known` carries what the provider knows better (instance type, AMI)."""
     s = split_sections(text)
@@ -148,7 +112,7 @@ def parse_facts(text: str, **known: str | None) -> Facts:
     for line in s.get("os", "").splitlines():
         if line.startswith("PRETTY_NAME="):
             os_name = line.split("=", 1)[1].strip().strip('"')
-    vendor, model, flags, hv_flag = parse_cpuinfo(s.get("cpuinfo", ""))
+    cpu = parse_cpuinfo(s.get("cpuinfo", ""))
     virt = s.get("virt", "").strip() or None
     dmi_vendor = s.get("dmi_vendor", "").strip()
     dmi_product = s.get("dmi_product", "").strip()
@@ -158,8 +122,8 @@ def parse_facts(text: str, **known: str | None) -> Facts:
     virtualised: bool | None
     if virt is not None and virt != "none":
         virtualised = True
-    elif hv_flag is not None:
-        virtualised = hv_flag
+    elif cpu.hypervisor is not None:
+        virtualised = cpu.hypervisor
     elif virt == "none":
         virtualised = False
     elif instance_type:
@@ -171,14 +135,13 @@ def parse_facts(text: str, **known: str | None) -> Facts:
     perf_version = perf.removeprefix("perf version ").strip() if perf.startswith("perf version") else None
     paranoid_text = s.get("paranoid", "").strip()
     nproc_text = s.get("nproc", "").strip()
-    filesystems = tuple(line.split()[-1] for line in s.get("filesystems", "").splitlines() if line.strip())
     return Facts(
         hostname=s.get("hostname", "").strip(),
         arch=arch,
         kernel=kernel,
         os=os_name,
-        cpu_vendor=vendor,
-        cpu_model=model,
+        cpu_vendor=cpu.vendor,
+        cpu_model=cpu.model,
         nproc=int(nproc_text) if nproc_text.isdigit() else 0,
         virtualised=virtualised,
         hypervisor=hypervisor,
@@ -188,6 +151,6 @@ def parse_facts(text: str, **known: str | None) -> Facts:
         perf_version=perf_version,
         perf_event_paranoid=int(paranoid_text) if re.fullmatch(r"-?\d+", paranoid_text) else None,
         pmu_devices=tuple(s.get("pmus", "").split()),
-        cpu_flags=flags,
-        filesystems=filesystems,
+        cpu_flags=tuple(sorted(cpu.flags)),
+        filesystems=parse_filesystems(s.get("filesystems", "")),
     )

@@ -1,7 +1,7 @@
 """What real EC2 instance types a run's --instance-type items mean: exact names, aliases and queries.
 
 Pure: everything here works on the region's catalogue (InstanceTypeInfo by name, from the one cached
-DescribeInstanceTypes listing, see catalog.py) and, for queries, the set of types the region offers
+DescribeInstanceTypes listing, see providers/ec2/catalog.py) and, for queries, the set of types the region offers
 (DescribeInstanceTypeOfferings, LocationType=region). No hand-kept list of types anywhere.
 
 Spelling of one item
@@ -33,7 +33,7 @@ items (as does repeating --instance-type), which is how two queries are given in
 A key repeated within one query is an error that says to use ';'.
 
 Vendor: ProcessorInfo.Manufacturer of DescribeInstanceTypes (Intel, AMD, AWS), which moto's
-catalogue carries too; when absent, the family letter convention (catalog.vendor_from_family).
+catalogue carries too; when absent, the family letter convention (instance_types.vendor_from_family).
 """
 
 from __future__ import annotations
@@ -43,12 +43,11 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_perfci.providers.ec2.catalog import InstanceTypeInfo, UnknownInstanceType, closest_names
+from pytest_perfci.models.arch import ARCHES, normalise_arch
+from pytest_perfci.models.instance_types import InstanceTypeInfo, UnknownInstanceType, closest_names
 
 DEFAULT_MAX_TYPES = 8
 KEYS = ("arch", "vendor", "metal", "family", "name", "vcpus", "pick")
-_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "x86-64": "x86_64", "x64": "x86_64",
-         "arm64": "arm64", "aarch64": "arm64"}
 _VENDOR = {"intel": "intel", "amd": "amd", "aws": "aws", "graviton": "aws"}
 _BOOL = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 _PICK = ("smallest", "largest")
@@ -166,10 +165,10 @@ class Query:
         for key, alternatives in terms.items():
             lowered = [a.lower() for a in alternatives]
             if key == "arch":
-                bad = [a for a in lowered if a not in _ARCH]
+                bad = [a for a in lowered if normalise_arch(a) not in ARCHES]
                 if bad:
                     raise QueryError(f"{where}: arch={bad[0]} is not allowed; use x86_64 or arm64")
-                values["arch"] = frozenset(_ARCH[a] for a in lowered)
+                values["arch"] = frozenset(normalise_arch(a) for a in lowered)
             elif key == "vendor":
                 bad = [a for a in lowered if a not in _VENDOR]
                 if bad:

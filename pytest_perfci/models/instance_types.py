@@ -1,0 +1,102 @@
+"""An EC2 instance type as the run sees it, and the naming rules that need no API call.
+
+Pure (no boto3): built from one DescribeInstanceTypes item by the catalogue (providers/ec2/catalog.py),
+read by the query grammar (models/instance_query.py), markers and `perfci plan`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class UnknownInstanceType(ValueError):
+    """A requested type does not exist in the region; str() is one line with the closest real names."""
+
+    def __init__(self, name: str, region: str, closest: list[str]) -> None:
+        hint = f"; closest: {', '.join(closest)}" if closest else "; no similar names"
+        super().__init__(f"unknown instance type {name!r} in {region}{hint}")
+        self.name = name
+        self.region = region
+        self.closest = closest
+
+
+_MANUFACTURERS = {"intel": "intel", "amd": "amd", "aws": "aws"}
+_FAMILY_RE = re.compile(r"^(?P<series>[a-z-]+?)(?P<generation>\d+)(?P<options>[a-z-]*)$")
+
+
+def vendor_from_family(family: str, arch: str) -> str:
+    """The CPU vendor by EC2's naming convention, for listings without ProcessorInfo.Manufacturer.
+
+    arm64 on EC2 is Graviton (aws; Mac types are not listed). On x86_64 the option letters after the
+    generation say it: 'a' is AMD (m5a, c6a, m7a, r5ad, hpc6a, g4ad), anything else Intel (m5, m7i,
+    c5n, r7iz, x2iedn, z1d, m7i-flex). Checked against moto's copy of the real catalogue: right for every
+    general-purpose, compute, memory and storage family; wrong for some accelerated families whose hosts
+    are AMD without an 'a' (g5, g6*, gr6*, p5*, inf2, f2). AWS and moto both send the Manufacturer, so
+    this is only the fallback.
+    """
+    if arch == "arm64":
+        return "aws"
+    match = _FAMILY_RE.match(family)
+    return "amd" if match and "a" in match.group("options") else "intel"
+
+
+class InstanceTypeInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    arch: Literal["x86_64", "arm64"]
+    vcpus: int
+    memory_mib: int
+    metal: bool
+    family: str
+    vendor: str = ""  # intel | amd | aws (Graviton): ProcessorInfo.Manufacturer, else vendor_from_family
+
+    @classmethod
+    def from_api(cls, item: dict[str, Any]) -> InstanceTypeInfo | None:
+        """From one DescribeInstanceTypes item; None for types we cannot run (i386-only, Mac)."""
+        archs = item.get("ProcessorInfo", {}).get("SupportedArchitectures", [])
+        arch: Literal["x86_64", "arm64"] | None = (
+            "x86_64" if "x86_64" in archs else "arm64" if "arm64" in archs else None
+        )
+        if arch is None:
+            return None
+        name = item["InstanceType"]
+        family = name.split(".", 1)[0]
+        maker = str(item.get("ProcessorInfo", {}).get("Manufacturer", "")).lower()
+        return cls(
+            name=name,
+            arch=arch,
+            vcpus=int(item.get("VCpuInfo", {}).get("DefaultVCpus", 0)),
+            memory_mib=int(item.get("MemoryInfo", {}).get("SizeInMiB", 0)),
+            metal=bool(item.get("BareMetal", False)),
+            family=family,
+            vendor=_MANUFACTURERS.get(maker) or vendor_from_family(family, arch),
+        )
+
+
+def closest_names(name: str, names: list[str], limit: int = 5) -> list[str]:
+    """Real names a typo most likely meant.
+
+    Plain difflib ranks m6i.metal above m7i.metal-24xl for "m7i.metall"; people mistype the size far
+    more often than the family, so names sharing the longest prefix (beyond the family) win, and
+    difflib's ratio decides otherwise.
+    """
+    family = name.split(".", 1)[0]
+    pool = set(difflib.get_close_matches(name, names, n=10, cutoff=0.5))
+    pool.update(n for n in names if n.split(".", 1)[0] == family)
+    if not pool:
+        return []
+
+    def prefix(other: str) -> int:
+        return len(os.path.commonprefix([name, other]))
+
+    best = max(prefix(n) for n in pool)
+    if best > len(family) + 1:
+        return sorted(n for n in pool if prefix(n) == best)[:limit]
+    ranked = sorted(pool, key=lambda n: -difflib.SequenceMatcher(None, name, n).ratio())
+    return sorted(ranked[:3])
