@@ -57,7 +57,9 @@ def test_every_sample_is_one_ndjson_line_with_its_infrastructure(suite: pytest.P
     assert infra["provider"] == "local" and infra["kernel"] and infra["arch"] and infra["hostname"]
     assert set(infra) >= {"instance_type", "region", "availability_zone", "ami", "os", "cpu_model", "metal",
                           "run_id", "git_commit"}
-    assert (suite.path / "results" / "perfci-run-1" / "matrix.md").read_text().count("✔ trend ok") == 1
+    run_dir = suite.path / "results" / "perfci-run-1"
+    assert "| MBA | ✅ |" in (run_dir / "matrix.md").read_text().splitlines()
+    assert (run_dir / "matrix.html").read_text().count('title="available: trend ok') == 1
 
 
 def test_history_regression_fails_a_passing_test_with_band_and_size(suite: pytest.Pytester,
@@ -117,7 +119,7 @@ def test_s3_upload_history_from_s3_and_matrix_from_s3(suite: pytest.Pytester, mo
     assert doc["history"]["verdict"] == "pass" and doc["history"]["n"] == 5
     capsys.readouterr()
     assert main(["matrix", "s3://perf-results/weekly"]) == 0
-    assert "✔ trend ok" in capsys.readouterr().out
+    assert "| MBA | ✅<br><sub>" in capsys.readouterr().out  # one cell, from the newest of the merged runs
     missing = run(suite, "perfci-run-6", "--perfci-s3=s3://no-such-bucket/x")
     assert missing.ret == pytest.ExitCode.TESTS_FAILED  # tests passed, results did not land: not green
     missing.stdout.fnmatch_lines(["perfci: upload to s3://no-such-bucket/x failed: *NoSuchBucket*"])

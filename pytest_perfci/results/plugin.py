@@ -33,6 +33,8 @@ from pytest_perfci.results.model import (
     SampleVerdict,
     git_commit,
 )
+from pytest_perfci.results.scrub import scrub_text
+from pytest_perfci.results.states import concerning
 
 SAMPLE_PROPERTY = "perfci_sample"
 INFRA_PROPERTY = "perfci_infrastructure"
@@ -314,13 +316,35 @@ def _ts(epoch: float) -> datetime | None:
     return datetime.fromtimestamp(epoch, UTC) if epoch else None
 
 
+def test_outcome(report: pytest.TestReport) -> tuple[str, str]:
+    """(outcome, message): "xfailed"/"xpassed" apart from skipped/passed (a deliberate absence is not a
+    skip), and the text the matrix takes a cell's full reason from (failure, xfail or skip reason)."""
+    wasxfail = getattr(report, "wasxfail", None)
+    if wasxfail is not None:
+        return ("xfailed" if report.skipped else "xpassed"), str(wasxfail)
+    if report.failed:
+        return "failed", scrub_text(failure_text(report))
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return "skipped", str(report.longrepr[2]).removeprefix("Skipped: ")
+    return report.outcome, ""
+
+
+def failure_text(report: pytest.TestReport) -> str:
+    """The failure's own message: what pytest.fail(..., pytrace=False) was given (pytest prints only
+    that), else the 'E ' lines of the traceback (the assertion), never the whole traceback."""
+    text = report.longreprtext
+    e_lines = [line[2:].strip() for line in text.splitlines() if line.startswith("E ")]
+    return ("\n".join(e_lines) if e_lines else text).removeprefix("Failed: ")
+
+
 def records_from_report(report: pytest.TestReport, run_id: str) -> list[ResultRecord]:
     """The samples and capability cells a test report carries, as NDJSON records."""
     props = list(report.user_properties)
     infra_docs = [v for k, v in props if k == INFRA_PROPERTY]
     infra = Infrastructure.model_validate(infra_docs[-1]) if infra_docs else None
     started, finished = _ts(report.start), _ts(report.stop)
-    timing: dict[str, Any] = {"outcome": report.outcome, "test_started": started, "test_finished": finished}
+    outcome, message = test_outcome(report)
+    timing: dict[str, Any] = {"outcome": outcome, "test_started": started, "test_finished": finished}
     out = []
     for key, raw in props:
         value: dict[str, Any] = raw if isinstance(raw, dict) else {}
@@ -331,7 +355,9 @@ def records_from_report(report: pytest.TestReport, run_id: str) -> list[ResultRe
             out.append(ResultRecord.model_validate({
                 "name": value["capability"], "kind": "capability",
                 "verdict": "pass" if value["ok"] else "unavailable",
-                "metadata": {"detail": value.get("detail", "")}, "run_id": run_id, "test": report.nodeid,
+                "metadata": {"detail": value.get("detail", ""),
+                             **({"message": m} if (m := concerning(message, value["capability"])) else {})},
+                "run_id": run_id, "test": report.nodeid,
                 "suite": allure_mod.suite_name(Path(report.fspath)), "infrastructure": cap_infra,
                 "recorded_at": finished or datetime.now(UTC), **timing,
             }))
