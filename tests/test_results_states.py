@@ -68,7 +68,7 @@ def test_expected_but_missing_is_failed_and_the_xfail_is_absent(fc_run: tuple[py
                         "task-clock": "passed"}
     cycles = next(r for r in records if r.name == "cycles")
     assert cycles.metadata["message"].startswith(
-        "cycles: expected available [metal exposes the PMU], observed unavailable: no hardware PMU exposed")
+        "expected available [metal exposes the PMU], observed unavailable: no hardware PMU exposed")
 
     md = (run_dir / "matrix.md").read_text()
     assert _md_row(md, "PMC cycles") == ["❌ **FAILED** NO-PMU¹"]
@@ -77,9 +77,9 @@ def test_expected_but_missing_is_failed_and_the_xfail_is_absent(fc_run: tuple[py
     assert _md_row(md, "task-clock") == ["✅"]
     assert "**❌ 1 FAILED** · ✅ 1 available · 🟡 1 reads zero · ⚪ 1 absent as expected" in md
     notes = md.split("Notes:")[1].split("Hosts:")[0]
-    assert re.search(r"^1\. cycles: expected available \[metal exposes the PMU\], observed unavailable: "
+    assert re.search(r"^1\. expected available \[metal exposes the PMU\], observed unavailable: "
                      r"no hardware PMU exposed", notes, re.MULTILINE)
-    assert re.search(r"^2\. instructions: unavailable and no expectation for this target: no hardware PMU", notes,
+    assert re.search(r"^2\. unavailable and no expectation for this target: no hardware PMU", notes,
                      re.MULTILINE)
     assert md.count("only nothing") == 2 and md.count("due to virtualization") == 2  # each full reason once, as a note, never in a cell
     assert "Legend: ❌ FAILED" in md
@@ -88,7 +88,7 @@ def test_expected_but_missing_is_failed_and_the_xfail_is_absent(fc_run: tuple[py
     cells = dict(re.findall(r'<td class="(\w+)" data-state="([\w-]+)"', page))
     assert cells == {"failed": "FAILED", "absent": "absent", "zero": "zero", "ok": "available"}
     failed_td = re.search(r'<td class="failed"[^>]*title="([^"]*)"', page)
-    assert failed_td and "FAILED: cycles: expected available" in failed_td.group(1)
+    assert failed_td and "FAILED: expected available" in failed_td.group(1)
     assert "test_fc.py::test_counter[local-cycles] (failed)" in failed_td.group(1)
 
     assert summary.read_text() == md  # the step summary is the same Markdown, same states
@@ -135,7 +135,9 @@ def test_reason_codes_on_the_checks_own_sentences() -> None:
 def test_regression_and_disagreement_fail_available_cells() -> None:
     text = "instructions: readers inconsistent: perf stat counts instructions but perf_event_open does not\n" \
            "regression: pmc.cycles = 9e6 count on m7i.metal-24xl outside history band [1e7, 1.2e7]"
-    assert concerning(text, "instructions").startswith("instructions: readers inconsistent")
+    assert concerning(text, "instructions").startswith("readers inconsistent")
+    joined = "l3_cat: unavailable and no expectation: no RDT/QoS cpu flags; virtualised: no; mba: unavailable and x"
+    assert concerning(joined, "l3_cat") == "unavailable and no expectation: no RDT/QoS cpu flags; virtualised: no"
     assert concerning(text, "cycles").startswith("regression: pmc.cycles")
     ok_but_regressed = cap("cycles", True, "9e6", M7, "failed", concerning(text, "cycles"))
     assert (cell_verdict(ok_but_regressed).state, cell_verdict(ok_but_regressed).code) == (State.FAILED, "REGRESSION")

@@ -43,7 +43,7 @@ STYLES: dict[State, Style] = {
     State.FAILED: Style(emoji="❌", mark="FAIL", label="FAILED", css="failed",
                         meaning="expected but missing, readers disagree, or regression: the run failed here"),
     State.ABSENT: Style(emoji="⚪", mark="--", label="absent as expected", css="absent",
-                        meaning="not there, and that is accepted (xfail, expectation, or no expectation)"),
+                        meaning="not there, and accepted: xfail, an expectation, or none"),
     State.ZERO: Style(emoji="🟡", mark="zero", label="reads zero", css="zero", meaning="opens, but counts zero"),
     State.ONE_READER: Style(emoji="🟠", mark="1rdr", label="one reader only", css="onereader",
                             meaning="one reader counts, the other cannot"),
@@ -124,14 +124,15 @@ def _mentions(line: str, capability: str) -> bool:
     return head.startswith((f"{capability}:", f"{capability} "))
 
 
-_JOINED = re.compile(r"; (?=[\w.-]+: )")
+_JOINED = re.compile(r"; (?=[\w.-]+: (available|unavailable|zero|inconsistent|expected|readers)\b)")
 
 
 def concerning(text: str, capability: str) -> str:
     """The lines of a failure or xfail message that name this capability (or a regression), joined."""
     # conclude() joins xfail reasons with "; " -- split there only where the next part names something
     parts = [p.strip() for chunk in text.splitlines() for p in _JOINED.split(chunk) if p.strip()]
-    own = [p.removeprefix("reason: ") for p in parts if _mentions(p, capability)]
+    # without the leading "<capability>: ": the row says which, and equal reasons then share one note
+    own = [p.removeprefix("reason: ").removeprefix(f"{capability}: ") for p in parts if _mentions(p, capability)]
     if own:
         return "\n".join(own)
     return "\n".join(p for p in parts if reason_code(p) == "REGRESSION")
