@@ -155,3 +155,66 @@ def test_installed_script(samples: Path) -> None:
     )
     assert err.returncode == 2
     assert err.stderr.startswith(f"perfci pmc judge: {bad}: no perf stat counter line found")
+
+
+# --- issue 14: classes of real output that were misread ------------------------------------------
+
+
+def test_hybrid_task_counts_unscaled_sum_and_reports_residency(
+    samples: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run 3 of the pasted pgcolumnar #869 runs: atom 2.00 %, core 97.00 % of the task's time.
+
+    Before: one run of 70,092,360,935 instructions (three runs x two PMUs, scaled values added)
+    judged "multiplexed away" at 2.00 %. The task did ~20.4e9, like its pinned runs.
+    """
+    f = samples / PUB / "pgcolumnar-869-hybrid-x-three-runs-pasted.csv"
+    assert main(["pmc", "judge", "--events", "instructions", str(f)]) == 1  # no cycles line at all
+    out = capsys.readouterr().out
+    assert "run 3 of 3:" in out
+    assert "ok  instructions: available (20,383,345,179 counted on the task's core types" in out
+    assert "residency cpu_core 97.00%, cpu_atom 2.00% = 99.00% of the task's time" in out
+    assert "multiplexed away" not in out and "70,092,360,935" not in out
+
+
+def test_decimal_comma_hybrid_profile_is_trustworthy(
+    samples: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """de_DE human table of a hybrid task: every line was dropped before ("1.101,01 msec", "(0,68%)")."""
+    f = samples / PUB / "kargjonas-tiled-matmul-hybrid-de-locale-main.profile"
+    assert main(["pmc", "judge", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "residency cpu_core 78.79%, cpu_atom 0.68% = 79.47% of the task's time" in out
+    assert "CPI 0.401" in out
+
+
+def test_decimal_comma_percentage_is_not_ten_thousand(
+    samples: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = samples / PUB / "mesos-391-fr_FR-perf-stat-x-slash.csv"
+    assert main(["pmc", "judge", "--sep", "/", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "running 100.00%" in out and "10000" not in out
+
+
+def test_multiplexed_decimal_comma_below_floor_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`45,50` is 45.5 %: below the 50 % floor. Read as 4550 % it passed before."""
+    f = tmp_path / "x.csv"
+    f.write_text("1234567;;cycles;1000;45,50;;\n2345678;;instructions;1000;45,50;;\n")
+    assert main(["pmc", "judge", str(f)]) == 1
+    out = capsys.readouterr().out
+    assert "only 45.50% of the time (< 50%)" in out
+
+
+def test_interval_summary_and_pasted_runs_are_not_summed(
+    samples: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rl = samples / "pmc" / "recorded-locales-intervals"
+    main(["pmc", "judge", "--json", "--events", "task-clock", str(rl / "perf-stat-I-summary-x.csv"),
+          str(rl / "perf-stat-x-three-runs-pasted.csv")])  # fmt: skip
+    doc = json.loads(capsys.readouterr().out)
+    summary, pasted = doc["files"]
+    assert [r["counters"]["task-clock"]["value"] for r in summary["runs"]] == [1853.28]  # not 3,706.56
+    assert [r["counters"]["task-clock"]["value"] for r in pasted["runs"]] == [1758.81, 1842.41, 1742.70]

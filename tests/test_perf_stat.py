@@ -139,16 +139,108 @@ EXPECTED: dict[str, tuple[str, int, dict[str, Any]]] = {
          "cpu-clock": {"value": 8008.478891, "unit": "msec"},  # old "cpu-clock (msec)" layout
          "context-switches": {"value": 4702.0, "metric_value": 0.587}},
     ),
+    # Hybrid task (not -a) in a de_DE locale: "(0,68%)" is 0.68 %, the task's residency on cpu_atom.
+    # The count is the sum of unscaled counts: 3,642,649,330 x 0.0068 + 4,963,414,681 x 0.7879.
+    "public/kargjonas-tiled-matmul-hybrid-de-locale-main.profile": (
+        "human", 23,
+        {"cycles": {"value": float(round(3642649330 * 0.0068 + 4963414681 * 0.7879)), "running_pct": 79.47,
+                    "residency": True, "pmu_pct": {"cpu_atom": 0.68, "cpu_core": 78.79}},
+         "instructions": {"value": float(round(4778497246 * 0.0085 + 11012810078 * 0.8871)), "running_pct": 89.56},
+         "task-clock": {"value": 1101.01, "unit": "msec", "metric_value": 0.999},
+         "context-switches": {"value": 11.0, "metric_value": 9.991},
+         "LLC-load-misses": {"value": float(round(11006799 * 0.8879)), "running_pct": 89.62}},
+    ),
+    # Multi-threaded hybrid task: 58.73 % + 57.96 % > 100 % cannot be residency shares of one
+    # timeline; each is that PMU's multiplexing, so the scaled values add up.
+    "public/kargjonas-tiled-matmul-hybrid-de-locale-main.parallel2.profile": (
+        "human", 23,
+        {"cycles": {"value": 39293025980.0 + 36246187668.0, "running_pct": 57.96, "residency": False,
+                    "pmu_pct": {"cpu_atom": 58.73, "cpu_core": 57.96}},
+         "task-clock": {"value": 19730.56}, "context-switches": {"value": 2909.0}},
+    ),
+    # Three pasted -x runs (no header between them): split where cpu_atom/instructions/ repeats.
+    "public/pgcolumnar-869-hybrid-x-three-runs-pasted.csv": (
+        "csv", 6,
+        {"instructions": {"value": float(round(6720143357 * 0.02 + 20875198260 * 0.97)), "running_pct": 99.0,
+                          "run": 2, "residency": True, "pmu_pct": {"cpu_atom": 2.0, "cpu_core": 97.0}}},
+    ),
+    # -x/ in fr_FR: "0,31" msec and a pcnt-running of "100,00" (100 %, not 10000 %).
+    "public/mesos-391-fr_FR-perf-stat-x-slash.csv": (
+        "csv", 8,
+        {"task-clock": {"value": 0.31, "unit": "msec", "running_pct": 100.0, "metric_value": 0.0},
+         "cycles": {"value": 788234.0, "running_pct": 100.0, "metric_value": 2.0, "metric_unit": "GHz"},
+         "branches": {"value": 106749.0, "metric_value": 348.0}},
+    ),
     "public/ravel-844-ec2-r6a-4xlarge-not-supported.txt": (
         # the reversed "cache-misses  <not supported>" lines are the reporter's summary, not perf's
         "human", 2, {"cycles": NS, "instructions": NS, "cache-misses": "absent"},
     ),
 }  # fmt: skip
+# Recorded on this project's machine with its real perf 6.1 (record.sh in that folder): locales
+# compiled with localedef, -I with --summary, three runs appended to one log. Software events only
+# (the VM has no PMU), which is all number formats and run boundaries need.
+RL = "recorded-locales-intervals"
+EXPECTED.update({
+    f"{RL}/perf-stat-human-de_DE.txt": (
+        "human", 3, {"task-clock": {"value": 2345.21, "unit": "msec", "metric_value": 0.995},
+                     "page-faults": {"value": 188873.0, "metric_value": 80.536, "metric_unit": "K/sec"}, "cycles": NS},
+    ),
+    f"{RL}/perf-stat-human-fr_FR.txt": (  # thousands grouped with U+202F NARROW NO-BREAK SPACE
+        "human", 3, {"task-clock": {"value": 2068.73, "metric_value": 0.979}, "page-faults": {"value": 188913.0}},
+    ),
+    f"{RL}/perf-stat-human-en_IN.txt": (  # Indian grouping 1,88,825
+        "human", 3, {"task-clock": {"value": 1943.20, "metric_value": 0.983}, "page-faults": {"value": 188825.0}},
+    ),
+    f"{RL}/perf-stat-x-semicolon-de_DE.csv": (
+        "csv", 3, {"task-clock": {"value": 2190.07, "running_pct": 100.0}, "page-faults": {"value": 188885.0}},
+    ),
+    f"{RL}/perf-stat-x-semicolon-fr_FR.csv": (
+        "csv", 3, {"task-clock": {"value": 1760.38, "running_pct": 100.0}, "page-faults": {"value": 188885.0}},
+    ),
+    f"{RL}/perf-stat-x-semicolon-en_IN.csv": (
+        "csv", 3, {"task-clock": {"value": 1776.65, "running_pct": 100.0, "metric_value": 0.994}},
+    ),
+    # -x, in de_DE: the decimal comma collides with the separator ("1762,72,msec,...,100,00,...")
+    f"{RL}/perf-stat-x-comma-de_DE.csv": (
+        "csv", 3, {"task-clock": {"value": 1762.72, "unit": "msec", "running_pct": 100.0, "metric_value": 0.0,
+                                  "metric_unit": "CPUs utilized"},
+                   "page-faults": {"value": 188899.0, "running_pct": 100.0, "metric_value": 107.0}, "cycles": NS},
+    ),
+    # -j in de_DE writes "pcnt-running" : 100,00 (not JSON) and "counter-value" : "2407,848170"
+    f"{RL}/perf-stat-j-de_DE.jsonl": (
+        "json", 3, {"task-clock": {"value": 2407.848170, "running_pct": 100.0, "metric_value": 0.969067},
+                    "page-faults": {"value": 188899.0, "metric_value": 78.451375}, "cycles": NS},
+    ),
+    # -I + --summary: the summary line is the total; the five intervals are not added to it
+    f"{RL}/perf-stat-I-summary-x.csv": (
+        "csv", 18, {"task-clock": {"value": 1853.28, "interval": None}, "page-faults": {"value": 187811.0}},
+    ),
+    f"{RL}/perf-stat-I-summary-no-csv-summary-x.csv": (
+        "csv", 18, {"task-clock": {"value": 1751.76, "interval": None}, "page-faults": {"value": 187784.0}},
+    ),
+    f"{RL}/perf-stat-I-summary-j.jsonl": (
+        "json", 18, {"task-clock": {"value": 1890.806113, "interval": None}, "page-faults": {"value": 187805.0}},
+    ),
+    f"{RL}/perf-stat-I-summary-human.txt": (
+        "human", 3, {"task-clock": {"value": 1760.58}, "page-faults": {"value": 187757.0}},
+    ),
+    f"{RL}/perf-stat-I-summary-human-de_DE.txt": (
+        "human", 3, {"task-clock": {"value": 1781.92}, "page-faults": {"value": 188930.0}},
+    ),
+    # three runs, no header between them: get() answers from the last run, never the sum
+    f"{RL}/perf-stat-x-three-runs-pasted.csv": (
+        "csv", 9, {"task-clock": {"value": 1742.70, "run": 2}, "page-faults": {"value": 187764.0, "run": 2}},
+    ),
+})  # fmt: skip
 BAD = {f"{FC}/perf-stat-x-bad-event.stderr"}
 
 
 def _perf_outputs() -> list[str]:
-    files = sorted(PMC.glob(f"{FC}/perf-stat-*")) + sorted((PMC / "public").iterdir())
+    files = (
+        sorted(PMC.glob(f"{FC}/perf-stat-*"))
+        + sorted((PMC / "public").iterdir())
+        + sorted(PMC.glob(f"{RL}/perf-stat-*"))
+    )
     return [str(p.relative_to(PMC)) for p in files]
 
 

@@ -16,6 +16,19 @@ Recognised shapes (tested on recorded real outputs under tests/data/samples/pmc)
   string, per-core keys (``core``, ``aggregate-number``, ``cpu``...), metric-only lines skipped.
 * The human table, including ``-I`` interval output, ``(xx.xx%)`` multiplexing, ``( +- x% )``
   variance, ``# metric`` comments, thousands separators and old ``cpu-clock (msec)`` units.
+
+Numbers follow the locale perf ran in (it calls ``setlocale``): a decimal comma (``100,00`` is
+100 %), thousands grouped with ``.``, ``,``, a space, a no-break or narrow no-break space
+(U+00A0/U+202F), and Indian grouping (``1,88,793``). The decimal mark is decided per text (human)
+or per line (CSV), from marks only a decimal separator can make: a percentage ``(74,18%)``, a
+``msec`` value ``515,84``, the elapsed time ``1,801081096 seconds``, a CSV pcnt-running ``100,00``.
+A ``-x,`` CSV written in a decimal-comma locale splits its decimals into extra fields
+(``1762,72,msec,task-clock,1762719172,100,00,...``); such lines are re-joined.
+
+Runs: each ``# started on`` or ``Performance counter stats for`` header starts a run, and so does
+an event printed a second time within a run (same event text, aggregation id and interval): that
+is how pasted ``-x``/``-j`` runs without headers are told apart. ``-I`` interval lines followed
+by ``--summary`` lines are one run whose total is the summary, never intervals + summary.
 """
 
 from __future__ import annotations
@@ -64,6 +77,10 @@ class Counter(BaseModel):
     # Extensions beyond the brief: where a line came from when one text holds several of them.
     aggregate: str | None = None  # --per-core / -A id such as "S0-D0-C15" or "CPU3"
     run: int = 0  # index of the perf stat invocation within the text (pasted logs may hold several)
+    # Hybrid CPUs (cpu_core + cpu_atom): each PMU's percentage as perf printed it, and whether those
+    # percentages are the task's residency on that core type (True) or multiplexing (False).
+    pmu_pct: dict[str, float] = {}
+    residency: bool = False
 
 
 class PerfStat(BaseModel):
@@ -73,6 +90,8 @@ class PerfStat(BaseModel):
 
     format: Literal["csv", "json", "human"]
     counters: list[Counter]
+    # From a human header ("for 'system wide'", "for 'CPU(s) 0-3'"); None: the text does not say.
+    system_wide: bool | None = None
 
     @property
     def runs(self) -> list[int]:
@@ -81,26 +100,40 @@ class PerfStat(BaseModel):
 
     def select(self, run: int) -> PerfStat:
         """The counters of one perf stat invocation."""
-        return PerfStat(format=self.format, counters=[c for c in self.counters if c.run == run])
+        return PerfStat(
+            format=self.format,
+            counters=[c for c in self.counters if c.run == run],
+            system_wide=self.system_wide,
+        )
 
-    def get(self, name: str, run: int | None = None) -> Counter | None:
+    def get(self, name: str, run: int | None = None, system_wide: bool | None = None) -> Counter | None:
         """One aggregated counter for a normalised event name, or None if perf never printed it.
 
         Aggregation exists because one logical event is often printed as several lines: hybrid
         PMUs (``cpu_core/cycles/`` + ``cpu_atom/cycles/``), per-core/per-CPU lines and ``-I``
         intervals. Each is a disjoint slice of the same count, so:
 
-        * value: the sum of the counted lines (None when no line counted);
+        * ``-I`` intervals followed by ``--summary`` lines: the summary is the total (the
+          intervals are not added to it);
+        * hybrid PMUs of a task (not ``-a``): a PMU's percentage is the share of the task's time
+          spent on that core type, not multiplexing. The count is the sum of the *unscaled*
+          counts (value x running fraction), running_pct is the summed residency (how much of
+          the task some counter saw) and ``pmu_pct`` keeps each PMU's share. When the
+          percentages add up to more than 100 % (plus rounding) they cannot be shares of one
+          timeline (system-wide counting, threads spread over both core types), so they are
+          read as each PMU's own multiplexing, as below;
+        * otherwise value is the sum of the counted lines (None when no line counted) and
+          running_pct the minimum over them, because the most multiplexed slice bounds how much
+          of the total is an estimate;
         * status: ``counted`` if any line counted, else ``not_counted`` if any line was supported
           but never scheduled, else ``not_supported``;
-        * running_pct: the minimum over the counted lines, because the most multiplexed slice
-          bounds how much of the total is an estimate;
         * variance_pct: the maximum; metric_value is kept only for a single line (metrics such
           as GHz or IPC do not add up);
         * event / pmu: joined with ``+`` when the lines differ.
 
         Separate perf invocations (``run``) are not slices of one count, so they are never summed:
-        without ``run`` the last run that printed the event is used.
+        without ``run`` the last run that printed the event is used. ``system_wide`` says whether
+        perf ran with ``-a`` (None: as the text's header says, else unknown).
         """
         key = normalise_event(name)[0]
         lines = [c for c in self.counters if c.name == key]
@@ -110,6 +143,9 @@ class PerfStat(BaseModel):
         lines = [c for c in lines if c.run == chosen_run]
         if not lines:
             return None
+        summary = [c for c in lines if c.interval is None]
+        if summary and len(summary) < len(lines):
+            lines = summary  # -I ... --summary: the summary already holds the intervals' total
         if len(lines) == 1:
             return lines[0]
         counted = [c for c in lines if c.status == "counted"]
@@ -120,20 +156,58 @@ class PerfStat(BaseModel):
             status = "not_counted"
         else:
             status = "not_supported"
-        pcts = [c.running_pct for c in counted if c.running_pct is not None]
         variances = [c.variance_pct for c in lines if c.variance_pct is not None]
+        wide = self.system_wide if system_wide is None else system_wide
+        pmu_pct = _pmu_shares(lines)
+        residency = bool(pmu_pct) and not wide and sum(pmu_pct.values()) <= _RESIDENCY_SUM_MAX
+        if residency:
+            # perf printed value / fraction rounded to an integer; undoing it gives the raw count back
+            value = float(round(sum((c.value or 0.0) * _fraction(c) for c in counted))) if counted else None
+            running: float | None = round(min(100.0, sum(pmu_pct.values())), 2)
+        else:
+            value = sum(c.value or 0.0 for c in counted) if counted else None
+            pcts = [c.running_pct for c in counted if c.running_pct is not None]
+            running = min(pcts) if pcts else None
         return Counter(
             event=_join_unique(c.event for c in lines) or key,
             name=key,
-            value=sum(c.value or 0.0 for c in counted) if counted else None,
+            value=value,
             unit=lines[0].unit,
             status=status,
-            running_pct=min(pcts) if pcts else None,
+            running_pct=running,
             variance_pct=max(variances) if variances else None,
             interval=None,
             pmu=_join_unique(c.pmu for c in lines if c.pmu),
             run=chosen_run,
+            pmu_pct=pmu_pct,
+            residency=residency,
         )
+
+
+# Residency shares of one task's time add up to 100 %; perf rounds each to 0.01 % and the kernel's
+# enabled/running clocks are read a moment apart (rustc-perf #1480 saw 99.93 % + 0.22 %).
+_RESIDENCY_SUM_MAX = 105.0
+
+
+def _fraction(c: Counter) -> float:
+    return 1.0 if c.running_pct is None else c.running_pct / 100.0
+
+
+def _pmu_shares(lines: Sequence[Counter]) -> dict[str, float]:
+    """{pmu: mean running %} when the lines are one event on two or more core PMUs, else {}.
+
+    Only plain lines qualify: per-core/per-CPU lines (an aggregation id) are already split by
+    CPU, so their PMU is implied and their percentages are multiplexing.
+    """
+    if any(c.pmu is None or c.aggregate is not None for c in lines):
+        return {}
+    by_pmu: dict[str, list[float]] = {}
+    for c in lines:
+        pct = c.running_pct if c.running_pct is not None else (100.0 if c.status == "counted" else 0.0)
+        by_pmu.setdefault(c.pmu or "", []).append(pct)
+    if len(by_pmu) < 2:
+        return {}
+    return {pmu: round(sum(v) / len(v), 2) for pmu, v in by_pmu.items()}
 
 
 def _join_unique(items: Iterable[str | None]) -> str | None:
@@ -187,9 +261,13 @@ def normalise_event(event: str) -> tuple[str, str | None]:
 
 # --- value fields ------------------------------------------------------------------------------
 
-_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
+_NUMBER = re.compile(r"^[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?$")
 _NOT = {"<not supported>": "not_supported", "<not counted>": "not_counted"}
 _EVENT = re.compile(r"^[A-Za-z_{\[][^\s]*$")
+# Thousands separators perf's %' grouping writes in the locales seen: space, no-break space,
+# narrow no-break space (glibc fr_FR), thin space, apostrophe (de_CH); "." and "," are decided
+# by the decimal mark.
+_GROUPING = " \u00a0\u202f\u2009'"
 
 
 def _is_number(text: str) -> bool:
@@ -201,10 +279,16 @@ def _is_value(text: str) -> bool:
     return t in _NOT or _is_number(t)
 
 
-def _float(text: str | None) -> float | None:
+def _float(text: object, decimal: str = ".") -> float | None:
+    """A number as perf printed it in a locale whose decimal mark is `decimal`."""
     if text is None:
         return None
-    t = str(text).strip().replace(",", "")
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        return None if math.isnan(text) else float(text)  # already a number (decoded JSON)
+    t = str(text).strip()
+    for ch in _GROUPING:
+        t = t.replace(ch, "")
+    t = t.replace(".", "").replace(",", ".") if decimal == "," else t.replace(",", "")
     if not t:
         return None
     try:
@@ -225,6 +309,7 @@ def _counter(
     metric_unit: str = "",
     aggregate: str | None = None,
     run: int = 0,
+    decimal: str = ".",
 ) -> Counter:
     name, pmu = normalise_event(event)
     v = value_text.strip()
@@ -232,7 +317,7 @@ def _counter(
     return Counter(
         event=event.strip(),
         name=name,
-        value=_float(v) if status == "counted" else None,
+        value=_float(v, decimal) if status == "counted" else None,
         unit=unit.strip(),
         status=status,
         running_pct=running_pct,
@@ -279,12 +364,24 @@ def _merge_pmu_terms(fields: list[str], sep: str) -> list[str]:
     return out
 
 
+_TWO_DIGITS = re.compile(r"^\d\d$")
+_TWO_DIGITS_PCT = re.compile(r"^\d\d%$")
+_DIGITS = re.compile(r"^\d+$")
+
+
 def _csv_line(line: str, sep: str, run: int) -> Counter | None:
     """One CSV counter line, or None. The event column is found by shape, not position.
 
     The event is the first field that has a value two columns to its left (value, unit, event)
     and is followed by nothing, a variance (``x%``) or a number (run time). Whatever precedes the
-    value is the ``-I`` timestamp and/or the ``--per-core``/``-A`` aggregation id.
+    value is the ``-I`` timestamp (or ``summary`` for ``--summary`` totals) and/or the
+    ``--per-core``/``-A`` aggregation id.
+
+    CSV never groups thousands, so a ``,`` inside a numeric field is the decimal mark of the
+    locale perf ran in (``-x;`` in de_DE prints ``0,43;msec;task-clock;...;100,00``). With ``-x,``
+    in such a locale the decimal comma is indistinguishable from the separator; the line shows
+    it by a pcnt-running split in two (``...,1762719172,100,00,...``), and only then are the
+    split value and percentage joined back.
     """
     if sep not in line:
         return None
@@ -299,32 +396,59 @@ def _csv_line(line: str, sep: str, run: int) -> Counter | None:
         if rest and rest[0] and not (rest[0].endswith("%") or _is_number(rest[0])):
             continue
         prefix = [f.strip() for f in fields[: i - 2]]
+        value_text = fields[i - 2].strip()
+        variance_text: str | None = None
+        decimal = "."
+        if rest and rest[0].endswith("%"):
+            variance_text = rest[0][:-1]
+            rest = rest[1:]
+        elif sep == "," and len(rest) > 1 and _DIGITS.match(rest[0]) and _TWO_DIGITS_PCT.match(rest[1]):
+            variance_text = f"{rest[0]},{rest[1][:-1]}"  # -r variance "1,68%" split by -x,
+            decimal = ","
+            rest = rest[2:]
+        if any("," in f for f in [value_text, variance_text or "", *rest[:3]] if _is_number(f)):
+            decimal = ","
+        if sep == "," and _split_decimal_comma(rest):
+            decimal = ","
+            rest = [rest[0], f"{rest[1]},{rest[2]}", *rest[3:]]
+            if prefix and _DIGITS.match(prefix[-1]) and _DIGITS.match(value_text):
+                value_text = f"{prefix.pop()},{value_text}"  # "1762,72,msec": 1762.72 msec
         interval: float | None = None
-        if prefix and _is_number(prefix[0]) and "." in prefix[0]:
+        if prefix and prefix[0] == "summary":
+            prefix = prefix[1:]  # --summary after -I: the run's total, not an interval
+        elif prefix and _is_number(prefix[0]) and "." in prefix[0]:
             interval = float(prefix[0])
             prefix = prefix[1:]
         aggregate = prefix[0] if prefix and prefix[0] and not _is_number(prefix[0]) else None
-        variance: float | None = None
-        if rest and rest[0].endswith("%"):
-            variance = _float(rest[0][:-1])
-            rest = rest[1:]
         # rest: run-time, pcnt-running, metric-value, metric-unit (any suffix may be missing)
-        running = _float(rest[1]) if len(rest) > 1 else None
-        metric_value = _float(rest[2]) if len(rest) > 2 else None
+        running = _float(rest[1], decimal) if len(rest) > 1 else None
+        metric_value = _float(rest[2], decimal) if len(rest) > 2 else None
         metric_unit = sep.join(rest[3:]) if len(rest) > 3 else ""
         return _counter(
             event,
-            fields[i - 2],
+            value_text,
             unit=fields[i - 1],
             running_pct=running,
-            variance_pct=variance,
+            variance_pct=_float(variance_text, decimal) if variance_text is not None else None,
             interval=interval,
             metric_value=metric_value,
             metric_unit=metric_unit,
             aggregate=aggregate,
             run=run,
+            decimal=decimal,
         )
     return None
+
+
+def _split_decimal_comma(rest: list[str]) -> bool:
+    """run-time, pcnt-running as two fields ("100", "00") and more: ``-x,`` in a decimal-comma locale."""
+    return (
+        len(rest) >= 3
+        and bool(_DIGITS.match(rest[0]))
+        and bool(_DIGITS.match(rest[1]))
+        and int(rest[1]) <= 100
+        and bool(_TWO_DIGITS.match(rest[2]))
+    )
 
 
 def _parse_csv(lines: list[str], sep: str) -> list[Counter]:
@@ -356,6 +480,11 @@ def _candidate_seps(lines: list[str]) -> list[str]:
 _AGGR_KEYS = ("core", "cpu", "die", "socket", "node", "thread", "cgroup")
 
 
+# perf -j in a decimal-comma locale writes bare numbers such as `"pcnt-running" : 100,00,`, which is
+# not JSON; such a number is re-joined before decoding.
+_JSON_DECIMAL_COMMA = re.compile(r"(:\s*-?\d+),(\d+)(?=\s*[,}])")
+
+
 def _parse_json(lines: list[str]) -> list[Counter]:
     counters: list[Counter] = []
     run = 0
@@ -369,25 +498,33 @@ def _parse_json(lines: list[str]) -> list[Counter]:
             continue
         try:
             obj: Any = json.loads(s)
+            decimal = "."
         except json.JSONDecodeError:
-            continue  # truncated paste or interleaved output
+            try:
+                obj = json.loads(_JSON_DECIMAL_COMMA.sub(r"\1.\2", s))
+                decimal = ","
+            except json.JSONDecodeError:
+                continue  # truncated paste or interleaved output
         if not isinstance(obj, dict) or not obj.get("event") or "counter-value" not in obj:
             continue  # metric-only and metricgroup lines have no event
-        value = obj["counter-value"]
+        value = str(obj["counter-value"])
+        if "," in value and value not in _NOT:
+            decimal = ","  # -j never groups thousands: a comma in a number is the decimal mark
         aggregate = next((str(obj[k]) for k in _AGGR_KEYS if k in obj), None)
         variance = obj.get("variance")
         counters.append(
             _counter(
                 str(obj["event"]),
-                str(value),
+                value,
                 unit=str(obj.get("unit") or ""),
-                running_pct=_float(obj.get("pcnt-running")),
-                variance_pct=_float(str(variance).rstrip("%")) if variance is not None else None,
+                running_pct=_float(obj.get("pcnt-running"), decimal),
+                variance_pct=_float(str(variance).rstrip("%"), decimal) if variance is not None else None,
                 interval=_float(obj.get("interval")),
-                metric_value=_float(obj.get("metric-value")),
+                metric_value=_float(obj.get("metric-value"), decimal),
                 metric_unit=str(obj.get("metric-unit") or ""),
                 aggregate=aggregate,
                 run=run,
+                decimal=decimal,
             )
         )
     return counters
@@ -397,21 +534,36 @@ def _parse_json(lines: list[str]) -> list[Counter]:
 
 _HUMAN = re.compile(
     r"""^\s*
-    (?:(?P<ts>\d+\.\d+)\s+(?=[\d<]))?                       # -I timestamp
-    (?P<value><not\ supported>|<not\ counted>|\d[\d,]*(?:\.\d+)?)\s+
+    (?:(?P<ts>\d+[.,]\d+)\s+(?=[\d<]))?                    # -I timestamp
+    (?P<value><not\ supported>|<not\ counted>|\d+(?:[,.\u00a0\u202f\u2009'\ ]\d+)*)\s+
     (?P<words>[^#(\s][^#(]*?)\s*                            # [unit] event
     (?P<rest>[#(].*)?$""",
     re.VERBOSE,
 )
-_PCNT = re.compile(r"\((\d+(?:\.\d+)?)%\)\s*$")
-_VARIANCE = re.compile(r"\(\s*\+-\s*(\d+(?:\.\d+)?)%\s*\)")
+_PCNT = re.compile(r"\((\d+(?:[.,]\d+)?)%\)\s*$")
+_VARIANCE = re.compile(r"\(\s*\+-\s*(\d+(?:[.,]\d+)?)%\s*\)")
 _PAREN_UNIT = re.compile(r"^\(([A-Za-z]+)\)")
-_METRIC = re.compile(r"#\s*(?P<mv>-?\d[\d,]*(?:\.\d+)?|nan)\s*(?P<mu>[^(]*?)\s*(?:\(|$)")
+_METRIC = re.compile(r"#\s*(?P<mv>-?\d[\d,.]*|nan)\s*(?P<mu>[^(]*?)\s*(?:\(|$)")
 _HEADER = re.compile(r"Performance counter stats for\b")
+_SYSTEM_WIDE = re.compile(r"Performance counter stats for '(?:system wide|CPU\(s\))")
 _FOOTER = re.compile(r"seconds time elapsed")
+# Marks only a decimal comma makes in the human table (perf prints msec with 2 decimals, the elapsed
+# time with 9, percentages and metrics ungrouped): "(74,18%)", "( +-  1,68% )", "515,84 msec",
+# "1,801081096 seconds time elapsed", "#    0,528 CPUs utilized".
+_DECIMAL_COMMA_HINTS = (
+    re.compile(r"\(\s*(?:\+-\s*)?\d+,\d+%\s*\)"),
+    re.compile(r",\d\d\s+msec\b"),
+    re.compile(r"^\s*\d+,\d+\s+(?:\+-\s+\S+\s+)?seconds time elapsed"),
+    re.compile(r"#\s+-?\d+,\d+\s"),
+)
 
 
-def _human_line(line: str, run: int) -> Counter | None:
+def _human_decimal(lines: Sequence[str]) -> str:
+    """The decimal mark of a human table: "," when any line has a mark only a decimal comma makes."""
+    return "," if any(h.search(line) for line in lines for h in _DECIMAL_COMMA_HINTS) else "."
+
+
+def _human_line(line: str, run: int, decimal: str = ".") -> Counter | None:
     m = _HUMAN.match(line)
     if not m:
         return None
@@ -434,17 +586,19 @@ def _human_line(line: str, run: int) -> Counter | None:
     status_text = m.group("value")
     # perf prints "(xx.xx%)" only when the counter ran for less than it was enabled, so a counted
     # line without it ran 100% of the time.
-    running = float(pcnt.group(1)) if pcnt else (100.0 if status_text not in _NOT else None)
+    running = _float(pcnt.group(1), decimal) if pcnt else (100.0 if status_text not in _NOT else None)
+    ts = m.group("ts")
     return _counter(
         event,
         status_text,
         unit=unit,
         running_pct=running,
-        variance_pct=float(variance.group(1)) if variance else None,
-        interval=float(m.group("ts")) if m.group("ts") else None,
-        metric_value=_float(metric.group("mv")) if metric else None,
+        variance_pct=_float(variance.group(1), decimal) if variance else None,
+        interval=float(ts.replace(",", ".")) if ts else None,  # never grouped: either mark is the decimal
+        metric_value=_float(metric.group("mv"), decimal) if metric else None,
         metric_unit=metric.group("mu") if metric else "",
         run=run,
+        decimal=decimal,
     )
 
 
@@ -457,6 +611,7 @@ def _parse_human(lines: list[str]) -> list[Counter]:
     excerpts) are scanned line by line.
     """
     has_header = any(_HEADER.search(line) for line in lines)
+    decimal = _human_decimal(lines)
     counters: list[Counter] = []
     run = -1 if has_header else 0
     inside = not has_header
@@ -470,10 +625,33 @@ def _parse_human(lines: list[str]) -> list[Counter]:
             continue
         if not inside or line.lstrip().startswith(("#", "$")):
             continue
-        c = _human_line(line, run)
+        c = _human_line(line, run, decimal)
         if c is not None:
             counters.append(c)
     return counters
+
+
+def _split_runs(counters: list[Counter]) -> list[Counter]:
+    """Renumber runs so that an event printed again within a run starts the next run.
+
+    perf prints each (event, aggregation id, interval) once per invocation, so a repeat can only
+    be a further invocation pasted below without a header (several ``-x`` runs appended to one
+    log). ``--summary`` totals after ``-I`` intervals have no interval and do not repeat one.
+    Headers still separate runs: a header-given run is never merged with its neighbour.
+    """
+    out: list[Counter] = []
+    seen: set[tuple[str, str | None, float | None]] = set()
+    run = -1
+    last_header_run: int | None = None
+    for c in counters:
+        key = (c.event, c.aggregate, c.interval)
+        if c.run != last_header_run or key in seen:
+            run += 1
+            seen = set()
+            last_header_run = c.run
+        seen.add(key)
+        out.append(c if c.run == run else c.model_copy(update={"run": run}))
+    return out
 
 
 # --- entry points ------------------------------------------------------------------------------
@@ -500,7 +678,9 @@ def parse_perf_stat(text: str, sep: str | None = None) -> PerfStat:
         first = next((line.strip() for line in lines if line.strip()), "")
         hint = f" (first line: {first[:80]!r})" if first else " (empty input)"
         raise PerfStatParseError(f"no perf stat counter line found{hint}")
-    return PerfStat(format=fmt, counters=counters)  # type: ignore[arg-type]
+    headers = [line for line in lines if _HEADER.search(line)]
+    system_wide = any(_SYSTEM_WIDE.search(h) for h in headers) if headers else None
+    return PerfStat(format=fmt, counters=_split_runs(counters), system_wide=system_wide)  # type: ignore[arg-type]
 
 
 def perf_stat_command(

@@ -123,6 +123,11 @@ def _modifiers(event: str) -> str:
     return tail if sep and head and re.fullmatch(r"[ukhIGHpPSDWebR]+", tail) else ""
 
 
+def _pmu_shares(counter: Counter) -> str:
+    """``cpu_core 97.00%, cpu_atom 2.00%`` for a hybrid counter, largest share first ("" otherwise)."""
+    return ", ".join(f"{pmu} {p:.2f}%" for pmu, p in sorted(counter.pmu_pct.items(), key=lambda kv: -kv[1]))
+
+
 def _fmt(v: float) -> str:
     return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.2f}"
 
@@ -194,7 +199,16 @@ def judge_counter(
             event=event, status=Status.UNAVAILABLE, reason=Reason.NOT_COUNTED,
             detail=f"perf stat printed <not counted>{ran}: enabled but never ran",
         )  # fmt: skip
+    shares = _pmu_shares(counter)
     if pct is not None and pct < min_running_pct:
+        if counter.residency:
+            return Verdict(
+                event=event, status=Status.UNAVAILABLE, reason=Reason.MULTIPLEXED, value=counter.value,
+                detail=(
+                    f"the core types' counters together saw only {pct:.2f}% of the task's time "
+                    f"(< {min_running_pct:g}%; residency {shares}), so the rest was multiplexed away"
+                ),
+            )  # fmt: skip
         return Verdict(
             event=event, status=Status.UNAVAILABLE, reason=Reason.MULTIPLEXED, value=counter.value,
             detail=(
@@ -208,6 +222,15 @@ def judge_counter(
             detail="perf stat counted 0 over a workload that ran: the counter is not wired to the core",
         )  # fmt: skip
     running = f", running {pct:.2f}%" if pct is not None else ""
+    if counter.residency:
+        running = (
+            f" on the task's core types (sum of the unscaled per-PMU counts), residency {shares}"
+            f" = {pct:.2f}% of the task's time"
+            if pct is not None
+            else ""
+        )
+    elif shares:
+        running += f" (per-PMU multiplexing {shares})"
     return Verdict(
         event=event, status=Status.AVAILABLE, value=counter.value,
         detail=f"{_fmt(counter.value)} counted{running}",
