@@ -3,9 +3,12 @@
 Through allure-pytest's own API (allure.dynamic.*, allure.attach, allure.step), so the results are
 what any Allure report expects:
 
-- labels: parentSuite = provider/instance type (or host name), suite = suite name (the directory
-  under suites/), subSuite = module, tags = architecture and metal|vm;
-- steps in every test body: provision, ready, execute, verdict, teardown;
+- labels: parentSuite = provider/instance type (or host name), suite and feature = suite name (the
+  directory under suites/), subSuite = module, story = the capabilities the test recorded, tags =
+  architecture and metal|vm;
+- steps in every test body: provision, ready, execute, verdict, teardown; the verdict step has the
+  test's status, execute fails only when the body crashed; a deliberate failure or xfail carries its
+  reason once, led by its reason code (results.states), without a traceback;
 - attachments: raw outputs a test hands to perfci_record.attach (perf output, prober JSON, CL2
   summaries), the host facts and the test's samples with their verdicts;
 - environment.properties in the results directory, from the host facts of every target.
@@ -64,6 +67,7 @@ def label_test(infra: Infrastructure, item: pytest.Item) -> None:
 
     allure.dynamic.parent_suite(parent_suite(infra))
     allure.dynamic.suite(suite_name(Path(str(item.path))))
+    allure.dynamic.feature(suite_name(Path(str(item.path))))
     allure.dynamic.sub_suite(Path(str(item.path)).stem)
     allure.dynamic.tag(*tags(infra))
 
@@ -119,17 +123,64 @@ def provision_and_ready(infra: Infrastructure, acquired_s: float | None, facts: 
             attach("host facts", facts, "json")
 
 
-def verdict(samples: list[dict[str, Any]], outcome: str) -> None:
+def _listener(config: pytest.Config) -> Any:
+    return config.pluginmanager.get_plugin("allure_listener")
+
+
+@contextlib.contextmanager
+def _step_result(config: pytest.Config, title: str) -> Iterator[Any]:
+    """A step whose result object is handed out, so its status can be set after it closes: allure-pytest
+    derives a step's status from an exception raised inside it, and raising a test's own verdict there
+    would put perfci's traceback into the report."""
+    import allure
+
+    ctx = allure.step(scrub_text(title))
+    with ctx:
+        listener = _listener(config)
+        yield listener.allure_logger.get_item(ctx.uuid) if listener is not None else None
+
+
+# pytest outcome -> Allure status of the verdict step (and of the test)
+STATUS = {"passed": "passed", "failed": "failed", "xfailed": "skipped", "skipped": "skipped",
+          "xpassed": "passed", "broken": "broken"}
+
+
+def verdict(config: pytest.Config, samples: list[dict[str, Any]], outcome: str) -> None:
+    """Step 4 of every test body, with the test's own status (failed, skipped for xfail, broken when
+    execute crashed); the reason is the test's status message, not repeated here."""
     lines = []
     for s in samples:
         value = "" if s.get("value") is None else f" = {s['value']:g} {s.get('unit', '')}".rstrip()
         lines.append(f"{s['name']}{value}: {s['verdict']}")
         lines.extend(f"  {j['message']}" for j in (s.get("baseline"), s.get("history")) if j)
     title = f"verdict: {outcome}" + (f", {len(samples)} sample{'s' if len(samples) != 1 else ''}" if samples else "")
-    with step(title):
+    with _step_result(config, title) as result:
         if samples:
             attach("perfci samples", samples, "json")
             attach("perfci verdicts", "\n".join(lines) + "\n")
+    if result is not None:
+        result.status = STATUS.get(outcome.split(":")[0], "broken")
+
+
+def label_story(stories: list[str]) -> None:
+    """story = the capabilities (or metrics) a test recorded; feature = the suite (set in label_test)."""
+    import allure
+
+    if stories:
+        allure.dynamic.story(*stories)
+
+
+def deliberate_status(config: pytest.Config, nodeid: str, message: str) -> None:
+    """A deliberate verdict (pytest.fail(..., pytrace=False), xfail) carries its reason once, with its
+    reason code in front for categories.json, and no traceback of perfci's internals."""
+    from allure_commons.model2 import StatusDetails
+
+    listener = _listener(config)
+    if listener is None:
+        return
+    result = listener.allure_logger.get_test(listener._cache.get(nodeid))
+    if result is not None:
+        result.statusDetails = StatusDetails(message=scrub_text(message))
 
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "=": "\\=", ":": "\\:", "#": "\\#", "!": "\\!"})

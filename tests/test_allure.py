@@ -71,7 +71,8 @@ def test_labels_steps_and_attachments(allure_run: tuple[pytest.RunResult, Path, 
     assert (alluredir / perf_src).read_text() == "21000123,,instructions:u\n"
     xfailed = tests["test_unavailable[local]"]
     assert xfailed["status"] == "skipped"
-    assert [s["name"] for s in xfailed["steps"]][3].startswith("verdict: xfailed: resctrl: unavailable")
+    assert [s["name"] for s in xfailed["steps"]][3] == "verdict: xfailed"
+    assert xfailed["statusDetails"] == {"message": "resctrl: unavailable and no expectation for this target"}
 
 
 def test_environment_properties_from_host_facts(allure_run: tuple[pytest.RunResult, Path, Path]) -> None:
@@ -141,3 +142,103 @@ def test_fails(host):
     text = (pytester.path / "junit.xml").read_text()
     assert "<testcase" in text and "[REDACTED by perfci]" in text
     assert "wJalrXUtnFEMI" not in text and "PRIVATE KEY" not in text and "b3BlbnNzaC1rZXkt" not in text
+
+
+VERDICT_SUITE = """
+import os
+from pathlib import Path
+
+import pytest
+
+from pytest_perfci.checks.expectations import decide
+from pytest_perfci.checks.perf_stat import parse_perf_stat
+from pytest_perfci.checks.pmc import PmcContext, judge_counter
+from pytest_perfci.outcomes import conclude
+
+STAT = parse_perf_stat(Path(os.environ["FC_STAT"]).read_text())
+CTX = PmcContext(core_pmu=False, perf_event_paranoid=2, is_root=True)
+
+@pytest.mark.parametrize("expected", [("available", "metal exposes the PMU"), None], ids=["expected", "none"])
+def test_cycles(host, perfci_capability, expected):
+    v = judge_counter(STAT.get("cycles"), "cycles", CTX)
+    perfci_capability("cycles", v.ok, v.reason.value, host=host)
+    conclude([decide("cycles", "unavailable", f"{v.reason.value}: {v.detail}", expected)])
+
+def test_crash(host):
+    raise RuntimeError("the probe crashed")
+"""
+
+
+@pytest.fixture
+def verdict_run(pytester: pytest.Pytester, samples: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, dict]:
+    monkeypatch.setenv("FC_STAT", str(samples / "pmc/local-firecracker-amd-vm-nopmu/perf-stat-x-default.stderr"))
+    for var, value in {"GITHUB_ACTIONS": "true", "GITHUB_RUN_ID": "4242", "GITHUB_RUN_NUMBER": "17",
+                       "GITHUB_REPOSITORY": "perfci/pytest-perfci", "GITHUB_WORKFLOW": "perf",
+                       "GITHUB_SERVER_URL": "https://github.invalid"}.items():
+        monkeypatch.setenv(var, value)
+    pytester.mkdir("suites")
+    pytester.mkdir("suites/pmcmini")
+    (pytester.path / "suites" / "pmcmini" / "test_v.py").write_text(VERDICT_SUITE)
+    result = pytester.runpytest("suites/pmcmini", "--alluredir=allure-results", "--perfci-results=results",
+                                "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2, xfailed=1)
+    return results(pytester.path / "allure-results")
+
+
+def _steps(doc: dict) -> dict[str, str]:
+    return {s["name"].split(":")[0].split(",")[0]: s["status"] for s in doc["steps"]}
+
+
+def test_the_verdict_step_carries_the_status_and_the_reason_is_said_once(verdict_run: dict[str, dict]) -> None:
+    failed, xfailed = verdict_run["test_cycles[local-expected]"], verdict_run["test_cycles[local-none]"]
+    assert failed["status"] == "failed" and xfailed["status"] == "skipped"
+    assert _steps(failed) == {"provision": "passed", "ready": "passed", "execute": "passed", "verdict": "failed",
+                              "teardown": "passed"}
+    assert _steps(xfailed)["execute"] == "passed" and _steps(xfailed)["verdict"] == "skipped"
+    assert failed["statusDetails"]["message"].startswith(
+        "[NO-PMU] cycles: expected available [metal exposes the PMU], observed unavailable: no hardware PMU")
+    assert xfailed["statusDetails"]["message"].startswith(
+        "[NO-PMU] cycles: unavailable and no expectation for this target: no hardware PMU exposed")
+    for doc in (failed, xfailed):
+        assert "trace" not in doc["statusDetails"]  # no traceback of perfci internals on deliberate verdicts
+        text = json.dumps(doc)
+        assert text.count("has no cpu PMU") == 1, text  # the reason once: not in step names, not repeated
+        assert "outcomes.py" not in text and "Traceback" not in text
+        labels = [(lab["name"], lab["value"]) for lab in doc["labels"]]
+        assert ("feature", "pmcmini") in labels and ("story", "cycles") in labels
+
+
+def test_a_crash_is_broken_in_execute_and_verdict(verdict_run: dict[str, dict]) -> None:
+    crash = verdict_run["test_crash[local]"]
+    assert crash["status"] == "broken"
+    assert _steps(crash)["execute"] == "broken" and _steps(crash)["verdict"] == "broken"
+    assert "RuntimeError: the probe crashed" in crash["statusDetails"]["message"]
+    assert "test_v.py" in crash["statusDetails"]["trace"]  # a real crash keeps its traceback
+
+
+def test_categories_are_keyed_on_reason_codes_and_executor_names_the_build(
+        verdict_run: dict[str, dict], pytester: pytest.Pytester) -> None:
+    import re
+
+    alluredir = pytester.path / "allure-results"
+    cats = json.loads((alluredir / "categories.json").read_text())
+    failed = verdict_run["test_cycles[local-expected]"]
+    xfailed = verdict_run["test_cycles[local-none]"]
+
+    def category(doc: dict) -> str:  # Allure: the first category whose status and regex match
+        return next(c["name"] for c in cats if doc["status"] in c["matchedStatuses"]
+                    and re.fullmatch(c.get("messageRegex", "[\\s\\S]*"), doc["statusDetails"]["message"]))
+
+    assert category(failed) == "FAILED NO-PMU: no hardware PMU exposed"
+    assert category(xfailed) == "absent as expected NO-PMU: no hardware PMU exposed"
+    assert category(verdict_run["test_crash[local]"]).startswith("broken")
+    executor = json.loads((alluredir / "executor.json").read_text())
+    assert executor == {"name": "GitHub Actions", "type": "github", "url": "https://github.invalid/perfci/pytest-perfci",
+                        "buildName": "perf #17", "reportName": "perfci", "buildOrder": 17,
+                        "buildUrl": "https://github.invalid/perfci/pytest-perfci/actions/runs/4242"}
+
+
+def test_no_executor_outside_ci() -> None:
+    from pytest_perfci.allure_meta import executor
+
+    assert executor({}) is None and executor({"GITHUB_ACTIONS": "true"}) is None

@@ -151,6 +151,19 @@ def test_perf_matrix_inputs_schedule_allure_and_summary() -> None:
     assert any("perfci matrix" in str(s.get("run", "")) and "--step-summary" in s["run"] for s in steps(report))
 
 
+
+def test_weekly_runs_are_judged_against_their_past() -> None:
+    """One results prefix for upload and history, and Allure's history/ carried from the last report."""
+    doc = load("perf.yml")
+    assert doc["env"]["PERFCI_RESULTS_S3"] == "${{ vars.PERFCI_RESULTS_S3 }}"
+    suites = next(s for s in steps(doc["jobs"]["perf"]) if provisions(s))
+    assert '--perfci-s3 "$PERFCI_RESULTS_S3" --perfci-history "$PERFCI_RESULTS_S3"' in suites["run"]
+    report = steps(doc["jobs"]["report"])
+    carry = next(i for i, s in enumerate(report) if "allure-results/history" in str(s.get("run", "")))
+    generate = next(i for i, s in enumerate(report) if "allure-commandline" in str(s.get("run", "")))
+    assert carry < generate and "history-trend.json" in report[carry]["run"]
+
+
 def _run_types_job(**env: str) -> tuple[subprocess.CompletedProcess[str], str]:
     """Run the types job's own Python the way Actions would: inputs in the environment."""
     step = load("perf.yml")["jobs"]["types"]["steps"][0]

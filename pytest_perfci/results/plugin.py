@@ -34,7 +34,7 @@ from pytest_perfci.results.model import (
     git_commit,
 )
 from pytest_perfci.results.scrub import scrub_text
-from pytest_perfci.results.states import concerning
+from pytest_perfci.results.states import concerning, reason_code
 
 SAMPLE_PROPERTY = "perfci_sample"
 INFRA_PROPERTY = "perfci_infrastructure"
@@ -267,9 +267,14 @@ def perfci_sample(perfci_record: Recorder) -> Callable[..., ResultRecord]:
     return perfci_record.sample
 
 
+# A test body ending in one of these ended as designed: its verdict, not a crash of execute.
+VERDICTS = (pytest.skip.Exception, pytest.xfail.Exception, pytest.fail.Exception, AssertionError)
+
+
 @pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
-    """The test body's steps (provision, ready, execute, verdict) and the regression verdict."""
+    """The test body's steps (provision, ready, execute, verdict) and the regression verdict. execute
+    is red only when the body crashed; the verdict step carries the test's status."""
     state = item.config.stash.get(STATE_KEY, None)
     on = state is not None and state.allure
     info = item.stash.get(ITEM_KEY, None)
@@ -281,25 +286,46 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
         with allure_mod.step("execute") if on else nullcontext():
             try:
                 result = yield
-            except (pytest.skip.Exception, pytest.xfail.Exception) as exc:
-                # expected-unavailable: the body ended as designed; the verdict step says how
-                outcome = f"{'xfailed' if isinstance(exc, pytest.xfail.Exception) else 'skipped'}: {exc}"
+            except VERDICTS as exc:
+                outcome = ("xfailed" if isinstance(exc, pytest.xfail.Exception)
+                           else "skipped" if isinstance(exc, pytest.skip.Exception) else "failed")
                 held = exc
     except BaseException:
-        outcome = "failed"
+        outcome = "broken"
         raise
     finally:
         recorder = item.stash.get(RECORDER_KEY, None)
         regressions = recorder.regressions if recorder is not None else []
         if on:
-            samples = [r.model_dump(mode="json", by_alias=True, exclude={"infrastructure"})
-                       for r in (recorder.records if recorder is not None else [])]
-            allure_mod.verdict(samples, "failed: regression" if regressions and outcome == "passed" else outcome)
+            records = recorder.records if recorder is not None else []
+            samples = [r.model_dump(mode="json", by_alias=True, exclude={"infrastructure"}) for r in records]
+            allure_mod.verdict(item.config, samples,
+                               "failed: regression" if regressions and outcome == "passed" else outcome)
+            caps = [str(v["capability"]) for k, v in item.user_properties  # type: ignore[index]
+                    if k == CAPABILITY_PROPERTY]
+            allure_mod.label_story(list(dict.fromkeys(caps or [r.name for r in records])))
     if held is not None:
         raise held
     if regressions:
         pytest.fail("\n".join(regressions), pytrace=False)
     return result
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: runs after allure-pytest filled in the result
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    state = item.config.stash.get(STATE_KEY, None)
+    if state is None or not state.allure or call.when != "call" or call.excinfo is None:
+        return report
+    exc = call.excinfo.value
+    deliberate = isinstance(exc, pytest.xfail.Exception) or (
+        isinstance(exc, pytest.fail.Exception) and not exc.pytrace)
+    if deliberate:
+        message = str(getattr(report, "wasxfail", "") or "").removeprefix("reason: ") or report.longreprtext
+        code = reason_code(message.splitlines()[0] if message else "")
+        allure_mod.deliberate_status(item.config, item.nodeid,
+                                     f"[{code}] {message}" if code != "OTHER" else message)
+    return report
 
 
 @pytest.hookimpl(wrapper=True, trylast=True)
@@ -409,8 +435,11 @@ class ResultsCollector:
                     session.exitstatus = 1
         alluredir = allure_mod.results_dir(self.config)
         if alluredir is not None:
+            from pytest_perfci import allure_meta
+
             if self.infras:
                 allure_mod.write_environment(alluredir, self.infras)
+            allure_meta.write(alluredir)
             redacted = self.state.redactions[0] + allure_mod.sweep(alluredir)
             if redacted:
                 self.notes.append(f"redacted {redacted} secret-looking string(s) in {alluredir}")
