@@ -397,8 +397,7 @@ def build_plan(
     provider = EC2Provider(settings, ledger=Ledger(Path(settings.results) / "ledger.jsonl"),
                            progress=lambda _line: None, public_address=address)
     resolved = provider.validate()
-    resolution = getattr(provider, "resolution", None)  # aliases/queries -> names, said in one line each
-    notes = list(resolution().notes) if callable(resolution) else []
+    notes = list(provider.resolution().notes)  # aliases/queries -> names, said in one line each
     region = provider.region
     ec2 = provider.ec2
     catalog = Catalog(ec2)  # shares the listing validate() already fetched

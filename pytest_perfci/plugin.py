@@ -7,7 +7,6 @@ list of places where perfci meets pytest.
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,7 @@ import pytest
 from pytest_perfci import markers
 from pytest_perfci.cleanup import signals
 from pytest_perfci.hosts.base import Host
-from pytest_perfci.providers.base import TargetUnavailable
+from pytest_perfci.providers.base import Provider, TargetUnavailable, WorkerInput
 from pytest_perfci.session import TeardownIncomplete
 from pytest_perfci.settings import (
     IMPLEMENTED_PROVIDERS,
@@ -29,7 +28,8 @@ from pytest_perfci.settings import (
 from pytest_perfci.summary import CapabilityRecord, render_capabilities, write_capabilities
 
 if TYPE_CHECKING:
-    from pytest_perfci.session import ProviderSession  # noqa: F401 - the StashKey["ProviderSession"] forward ref
+    from pytest_perfci.providers.base import ProviderContext
+    from pytest_perfci.session import ProviderSession
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SESSION_KEY = pytest.StashKey["ProviderSession"]()
@@ -101,9 +101,10 @@ def pytest_configure(config: pytest.Config) -> None:
     for doc in markers.MARKERS.values():
         config.addinivalue_line("markers", doc)
     cli = {dest: config.getoption(f"perfci_{dest}") for _, dest, _ in _OPTIONS}
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput is not None and "perfci_run_id" in workerinput:
-        cli["run_id"] = workerinput["perfci_run_id"]  # xdist workers share the controller's run id
+    raw_input = getattr(config, "workerinput", {}).get(WorkerInput.KEY)
+    worker = WorkerInput.model_validate_json(raw_input) if raw_input is not None else None
+    if worker is not None:
+        cli["run_id"] = worker.run_id  # xdist workers share the controller's run id
     try:
         settings = load_settings(cli, _ini_values(config))
     except SettingsError as exc:
@@ -120,28 +121,38 @@ def pytest_configure(config: pytest.Config) -> None:
                     f"--provider={name}: not available in this version of pytest-perfci; "
                     f"available: {', '.join(IMPLEMENTED_PROVIDERS)}"
                 )
-            provider = make_provider(
-                settings,
-                address=lambda instance: config.hook.pytest_perfci_host_address(instance=instance),
-                progress=progress_printer(config),
+            provider = make_provider(settings, provider_context(config))
+        elif not isinstance(provider, Provider):
+            raise pytest.UsageError(
+                f"pytest_perfci_make_provider returned {type(provider).__name__}, which is not a "
+                "pytest_perfci.providers.base.Provider subclass"
             )
-        handles = json.loads(workerinput["perfci_handles"]) if workerinput and "perfci_handles" in workerinput else None
-        if workerinput is not None and "perfci_resolved" in workerinput and hasattr(provider, "adopt_resolution"):
-            provider.adopt_resolution(json.loads(workerinput["perfci_resolved"]))  # no catalogue call per worker
-        session = ProviderSession(settings, provider, handles)
+        if worker is not None and worker.resolution is not None:
+            provider.adopt_resolution(worker.resolution)  # no catalogue call per worker
+        session = ProviderSession(settings, provider, worker.handles if worker is not None else None)
         session.targets  # noqa: B018 - naming the targets validates the selection before anything is created
-        if workerinput is None and hasattr(provider, "validate"):
+        if worker is None:
             provider.validate()  # API-side checks (types exist, AMI arch, credentials): still nothing created
     except (ValueError, RuntimeError) as exc:
         # Bad selection, unknown type, AMI/arch mismatch, no credentials: one line, nothing created.
         raise pytest.UsageError(f"perfci: {exc}" if not str(exc).startswith(("perfci", "-")) else str(exc)) from None
     config.stash[SETTINGS_KEY] = settings
     config.stash[SESSION_KEY] = session
-    if workerinput is None:
+    if worker is None:
         # SIGTERM/SIGHUP (a cancelled CI job) unwind like Ctrl-C, so every finalizer and teardown runs.
         config.add_cleanup(signals.install())
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(CapabilityCollector(settings), "perfci-capabilities")
+
+
+def provider_context(config: pytest.Config) -> ProviderContext:
+    """What a provider may use from this run: the address hook and the terminal's progress lines."""
+    from pytest_perfci.providers.base import ProviderContext
+
+    return ProviderContext(
+        address=lambda instance: config.hook.pytest_perfci_host_address(instance=instance),
+        progress=progress_printer(config),
+    )
 
 
 def progress_printer(config: pytest.Config) -> Callable[[str], None]:
@@ -170,14 +181,15 @@ def pytest_perfci_host_address(instance: dict[str, Any]) -> str | None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    """xdist: hand every worker the run id and, for providers that create things, the hosts the
-    controller brought up once for all of them."""
-    node.workerinput["perfci_run_id"] = node.config.stash[SETTINGS_KEY].run_id
+    """xdist: hand every worker the run id and, for providers that share hosts, the hosts the
+    controller brought up once for all of them (one typed WorkerInput, as JSON)."""
     session = node.config.stash[SESSION_KEY]
-    if hasattr(session.provider, "export_resolution"):
-        node.workerinput["perfci_resolved"] = json.dumps(session.provider.export_resolution())
-    if session.shares_hosts:
-        node.workerinput["perfci_handles"] = json.dumps(session.export_all())
+    handoff = WorkerInput(
+        run_id=node.config.stash[SETTINGS_KEY].run_id,
+        resolution=session.provider.export_resolution(),
+        handles=session.export_all() if session.shares_hosts else None,
+    )
+    node.workerinput[WorkerInput.KEY] = handoff.model_dump_json()
 
 
 @pytest.hookimpl(trylast=True)
@@ -244,8 +256,9 @@ def perfci_settings(pytestconfig: pytest.Config) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def perfci_provider(pytestconfig: pytest.Config) -> Iterator[Any]:
-    """The session's provider; its teardown releases every host, whatever happened in between."""
+def perfci_session(pytestconfig: pytest.Config) -> Iterator[ProviderSession]:
+    """The run's ProviderSession (targets, hosts, capabilities); its teardown releases every host,
+    whatever happened in between."""
     session = pytestconfig.stash[SESSION_KEY]
     try:
         yield session
@@ -257,19 +270,25 @@ def perfci_provider(pytestconfig: pytest.Config) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def host(request: pytest.FixtureRequest, perfci_provider: Any) -> Host:
+def perfci_provider(perfci_session: ProviderSession) -> Provider:
+    """The run's Provider (e.g. the KopsProvider of suites/cl2); released by perfci_session's teardown."""
+    return perfci_session.provider
+
+
+@pytest.fixture(scope="session")
+def host(request: pytest.FixtureRequest, perfci_session: ProviderSession) -> Host:
     """The target of this test id (one per target); brought up on first use and shared by the session."""
-    name = getattr(request, "param", None) or perfci_provider.targets[0].name
+    name = getattr(request, "param", None) or perfci_session.targets[0].name
     try:
-        return perfci_provider.host(name)
+        return perfci_session.host(name)
     except TargetUnavailable as exc:
         pytest.skip(f"target {name} unavailable: {exc}")
 
 
 @pytest.fixture(scope="session")
-def hosts(perfci_provider: Any) -> list[Host]:
+def hosts(perfci_session: ProviderSession) -> list[Host]:
     """Every target of the run, for tests that compare machines."""
-    return [perfci_provider.host(t.name) for t in perfci_provider.targets]
+    return [perfci_session.host(t.name) for t in perfci_session.targets]
 
 
 def _target_name(request: pytest.FixtureRequest | pytest.Item) -> str | None:
@@ -288,8 +307,7 @@ def _perfci_marker_gate(request: pytest.FixtureRequest) -> None:
     session = request.config.stash[SESSION_KEY]
     target = session.target(name)
     known_type = target.instance_type
-    type_info = getattr(session.provider, "type_info", None)
-    attrs = type_info(target) if type_info is not None else None  # catalogue facts, before any host exists
+    attrs = session.provider.type_info(target)  # catalogue facts, before any host exists
     if known_type is not None:
         reason = markers.instance_type_reason(marks, name, known_type, requested=target.requested, attrs=attrs)
         if reason:

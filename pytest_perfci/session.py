@@ -4,24 +4,20 @@ One object owns acquisition and release so that teardown has a single place to h
 fixture first asked for a host, and is idempotent when the unconfigure backstop runs it again.
 
 Under xdist the controller is the only process that creates or destroys anything: providers that
-can `export` a target are brought up by the controller, which hands workers a JSON handle to
-`attach` to; workers only connect and disconnect. So -n 8 costs what -n 1 costs, and one process
+that share hosts (`Provider.shares_hosts`) are brought up by the controller, which hands workers a
+typed `WorkerHandle` to `attach` to; workers only connect and disconnect. So -n 8 costs what -n 1 costs, and one process
 (the one that outlives a crashed worker) tears down.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from pytest_perfci.capabilities import detect
 from pytest_perfci.cleanup.signals import shielded
 from pytest_perfci.hosts.base import Host
-from pytest_perfci.providers import Provider, Target
-from pytest_perfci.providers.base import TargetUnavailable
+from pytest_perfci.providers.base import Provider, Target, TargetUnavailable, WorkerHandle
 from pytest_perfci.settings import Settings
-
-UNAVAILABLE = "perfci:unavailable"
 
 
 class TeardownIncomplete(RuntimeError):
@@ -29,7 +25,7 @@ class TeardownIncomplete(RuntimeError):
 
 
 class ProviderSession:
-    def __init__(self, settings: Settings, provider: Provider, handles: dict[str, dict[str, Any]] | None = None):
+    def __init__(self, settings: Settings, provider: Provider, handles: dict[str, WorkerHandle] | None = None):
         self.settings = settings
         self.provider = provider
         # Set in xdist workers: target name -> handle exported by the controller.
@@ -37,7 +33,7 @@ class ProviderSession:
         self._hosts: dict[str, Host] = {}
         self._capabilities: dict[tuple[str, str], tuple[bool, str]] = {}
         self._lock = threading.Lock()
-        self._exported: dict[str, dict[str, Any]] | None = None
+        self._exported: dict[str, WorkerHandle] | None = None
         self.closed = False
 
     @property
@@ -47,7 +43,7 @@ class ProviderSession:
     @property
     def shares_hosts(self) -> bool:
         """Whether the controller brings targets up for workers (only providers that create things)."""
-        return hasattr(self.provider, "export") and hasattr(self.provider, "attach")
+        return self.provider.shares_hosts
 
     @property
     def targets(self) -> list[Target]:
@@ -66,26 +62,36 @@ class ProviderSession:
             if name not in self._hosts:
                 target = self.target(name)
                 handle = (self.handles or {}).get(name)
-                if handle is not None and UNAVAILABLE in handle:
-                    raise TargetUnavailable(handle[UNAVAILABLE])
+                if handle is not None and handle.unavailable is not None:
+                    raise TargetUnavailable(handle.unavailable)
                 if handle is not None:
-                    self._hosts[name] = self.provider.attach(target, handle)  # type: ignore[attr-defined]
+                    self._hosts[name] = self.provider.attach(target, handle)
                 else:
                     self._hosts[name] = self.provider.acquire(target)
             return self._hosts[name]
 
-    def export_all(self) -> dict[str, dict[str, Any]]:
+    def export_all(self) -> dict[str, WorkerHandle]:
         """Controller side: bring every target up once and describe how workers reach each."""
         with self._lock:
             if self._exported is None:
-                exported: dict[str, dict[str, Any]] = {}
+                exported: dict[str, WorkerHandle] = {}
                 for target in self.targets:
                     try:
-                        exported[target.name] = self.provider.export(target)  # type: ignore[attr-defined]
+                        exported[target.name] = self.provider.export(target)
                     except TargetUnavailable as exc:
-                        exported[target.name] = {UNAVAILABLE: str(exc)}
+                        exported[target.name] = WorkerHandle(target=target.name, unavailable=str(exc))
                 self._exported = exported
             return self._exported
+
+    def zone(self, name: str) -> str | None:
+        """The availability zone of a target: from the controller's handle on a worker, else the provider."""
+        handle = (self.handles or {}).get(name)
+        if handle is not None:
+            return handle.zone
+        try:
+            return self.provider.zone(self.target(name))
+        except KeyError:
+            return None
 
     def capability(self, name: str, capability: str) -> tuple[bool, str]:
         key = (name, capability)
@@ -112,7 +118,7 @@ class ProviderSession:
             except Exception as exc:
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 hint = ""
-                if self.provider.name in ("ec2", "kops"):
+                if self.provider.creates_resources:
                     hint = f"; finish it with: perfci reap --run-id {self.settings.run_id} --yes"
                 raise TeardownIncomplete(
                     f"perfci: teardown of run {self.settings.run_id} incomplete: {first}{hint}"

@@ -51,7 +51,7 @@ import json, shlex
 import pytest
 from pytest_perfci.models.facts import Facts
 from pytest_perfci.hosts.result import Result
-from pytest_perfci.providers.base import Target
+from pytest_perfci.providers.base import Provider, Target
 
 # Counter lines recorded on real hardware: SPR (lkml-2023-kan-liang-spr-perf-stat-x.csv) and
 # Graviton2 c6g.2xlarge (aws-graviton-c6g-2xlarge-perf-stat-std.txt) for the cache events.
@@ -113,7 +113,7 @@ class ReplayHost:
         pass
 
 
-class ReplayProvider:
+class ReplayProvider(Provider):
     name = "replay"
 
     def targets(self):

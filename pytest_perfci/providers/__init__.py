@@ -1,40 +1,43 @@
-"""Providers: local (this machine), and later inventory, ec2, kops."""
+"""Providers: where hosts come from (local, inventory, ec2, kops; the table is `registry.PROVIDERS`).
+
+Names are loaded on first use (PEP 562) so that `settings` can read the registry at plugin start
+without importing any provider.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from pytest_perfci.providers.base import Provider, Target
-from pytest_perfci.providers.local import LocalProvider
-from pytest_perfci.settings import Settings
+if TYPE_CHECKING:
+    from pytest_perfci.providers.base import Provider, ProviderContext
+    from pytest_perfci.settings import Settings
 
-
-def make_provider(
-    settings: Settings,
-    *,
-    address: Callable[[dict[str, Any]], str] | None = None,
-    progress: Callable[[str], None] = print,
-) -> Provider:
-    """The provider for a validated Settings; creating it creates nothing (see Provider).
-
-    `address` maps an EC2 instance description to "host[:port]" (the pytest_perfci_host_address
-    hook); `progress` prints a line on the terminal during long waits.
-    """
-    name = settings.effective_provider
-    if name == "local":
-        return LocalProvider()
-    if name == "inventory":
-        from pytest_perfci.providers.inventory import InventoryProvider
-
-        return InventoryProvider(settings)
-    if name == "ec2":
-        from pytest_perfci.cleanup.ledger import Ledger
-        from pytest_perfci.providers.ec2 import EC2Provider
-
-        ledger = Ledger(settings.results / "ledger.jsonl")
-        return EC2Provider(settings, ledger=ledger, address=address, progress=progress)
-    raise NotImplementedError(f"provider {name!r} is not available in this version")
+_EXPORTS = {
+    "Provider": "base", "ProviderContext": "base", "Target": "base", "TargetUnavailable": "base",
+    "WorkerHandle": "base", "KeptHost": "base",
+    "LocalProvider": "local",
+    "PROVIDERS": "registry", "provider_class": "registry",
+}
 
 
-__all__ = ["LocalProvider", "Provider", "Target", "make_provider"]
+def make_provider(settings: Settings, context: ProviderContext | None = None) -> Provider:
+    """The provider for a validated Settings, from the registry; creating it creates nothing."""
+    from pytest_perfci.providers.base import ProviderContext
+    from pytest_perfci.providers.registry import provider_class
+
+    cls = provider_class(settings.effective_provider)
+    return cls.from_settings(settings, context or ProviderContext())
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{module}"), name)
+
+
+__all__ = [
+    "PROVIDERS", "KeptHost", "LocalProvider", "Provider", "ProviderContext", "Target", "TargetUnavailable",
+    "WorkerHandle", "make_provider", "provider_class",
+]

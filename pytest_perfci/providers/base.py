@@ -1,16 +1,53 @@
-"""Where hosts come from: a provider names its targets at collection time and brings them up lazily.
+"""Where hosts come from: the `Provider` contract every provider subclasses.
 
-Naming targets without provisioning lets pytest build test ids (test_x[m7i.metal-24xl]) and apply
-markers before a single resource exists, so a bad selection costs nothing.
+A provider names its targets at collection time and brings them up lazily. Naming targets without
+provisioning lets pytest build test ids (test_x[m7i.metal-24xl]) and apply markers before a single
+resource exists, so a bad selection costs nothing.
+
+`Provider` names every capability the plugin, the session, ``--perfci-keep``, ``perfci plan`` and the
+results use; callers call these methods and never probe for others by name or touch private state.
+Only `targets` and `acquire` are required; every other method has a default that fits a provider
+which creates nothing (local, inventory). Override what your provider really does:
+
+================================  ===========================================================
+capability                         default / who uses it
+================================  ===========================================================
+``name`` (class attribute)         required; the ``--provider`` value and the registry key
+``from_settings(settings, ctx)``   ``cls()``; plugin builds the provider through the registry
+``targets()``                      required; session (test ids, markers), plan
+``acquire(target)``                required; session (the ``host`` fixture)
+``release_all()``                  nothing to release; session teardown (idempotent)
+``validate()``                     no API-side checks; plugin, controller only, still creates nothing
+``type_info(target)``              None; marker gate (catalogue facts before any host exists)
+``creates_resources``              False; True adds "finish it with perfci reap" to teardown errors
+``shares_hosts``                   False; True: the xdist controller brings targets up once and
+                                   workers `attach` to the `WorkerHandle` that `export` returned
+``export(target)``/``attach``      not supported (only called when ``shares_hosts``)
+``export_resolution()``            None; JSON the controller hands workers so they name the same
+``adopt_resolution(data)``         targets without recomputing (EC2: the resolved type list)
+``keep()``                         nothing; ``--perfci-keep``: stop extending the self-destruct
+``kept()``                         None; ``--perfci-keep`` summary: what was left up, how to reach it
+``region``                         None; the region ``perfci reap`` needs for a kept run
+``zone(target)``                   None; results: the availability zone a target ran in
+================================  ===========================================================
+
+Adding a provider is one subclass plus one line in :data:`pytest_perfci.providers.registry.PROVIDERS`
+(tests/test_provider_contract.py shows a whole one).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from pytest_perfci.hosts.base import Host
+
+if TYPE_CHECKING:
+    from pytest_perfci.settings import Settings
 
 
 class TargetUnavailable(Exception):
@@ -31,19 +68,134 @@ class Target(BaseModel):
     requested: str | None = None
 
 
-class Provider(Protocol):
-    name: str
+class WorkerHandle(BaseModel):
+    """How an xdist worker reaches a host the controller brought up (or why it cannot).
 
+    Crosses a process boundary as JSON, so it is a model: a field the worker does not know is an
+    error, not a silently ignored key. The SSH fields cover every provider that hands out SSH hosts;
+    `extra` carries what only one provider needs.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    target: str
+    unavailable: str | None = None  # the controller's TargetUnavailable reason; the worker skips
+    address: str = ""
+    port: int = 22
+    user: str = ""
+    key_path: str = ""
+    known_hosts: str = ""
+    instance_type: str | None = None
+    instance_id: str | None = None
+    zone: str | None = None
+    region: str | None = None
+    ami: str | None = None
+    extra: dict[str, str] = {}
+
+
+class WorkerInput(BaseModel):
+    """Everything the xdist controller hands each worker, as one JSON string in `workerinput`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    run_id: str
+    resolution: Any = None  # Provider.export_resolution(); None when the provider has none
+    handles: dict[str, WorkerHandle] | None = None  # set when the provider shares hosts
+
+    KEY: ClassVar[str] = "perfci"
+
+
+class KeptHost(BaseModel):
+    """One host a ``--perfci-keep`` run left up, as the summary prints it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    resource_id: str
+    ssh_command: str
+    expires_at: str | None = None  # the self-destruct time as the cloud has it now; None if unknown
+    key_path: str | None = None  # the private key that stays on disk
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """What a provider may need from the pytest run besides settings (built by the plugin)."""
+
+    # EC2 instance description -> "host[:port]" (the pytest_perfci_host_address hook)
+    address: Callable[[dict[str, Any]], str] | None = None
+    # one progress line on the terminal during long waits
+    progress: Callable[[str], None] = field(default=print)
+
+
+class Provider(ABC):
+    """Base class of every provider; see the module docstring for the capabilities and defaults."""
+
+    name: ClassVar[str]
+    creates_resources: ClassVar[bool] = False
+    shares_hosts: ClassVar[bool] = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, context: ProviderContext) -> Provider:
+        """Build from validated settings; must create nothing (it runs at configure time)."""
+        return cls()
+
+    @abstractmethod
     def targets(self) -> list[Target]:
         """What this run will check; must not create anything."""
-        ...
 
+    @abstractmethod
     def acquire(self, target: Target) -> Host:
-        """Bring the target up (or attach to it) and return a ready handle."""
-        ...
+        """Bring the target up (or attach to it) and return a ready handle; TargetUnavailable skips."""
 
     def release_all(self) -> object:
         """Destroy or release everything acquired; idempotent, safe after partial failures.
 
         May return a report (EC2 does); callers must not depend on it."""
-        ...
+        return None
+
+    def validate(self) -> object:
+        """Checks that need an API or a tool (types exist, credentials, kops on PATH), before anything
+        is created; raise ValueError/RuntimeError with one line. Called once, by the controller."""
+        return None
+
+    def type_info(self, target: Target) -> Any:
+        """Catalogue facts of a target (arch, metal, vcpus...) for marker queries, before any host exists."""
+        return None
+
+    # -- xdist ------------------------------------------------------------------------------------
+
+    def export(self, target: Target) -> WorkerHandle:
+        """Controller: bring the target up here and say how a worker reaches it (if `shares_hosts`)."""
+        raise NotImplementedError(f"provider {self.name!r} does not share hosts with xdist workers")
+
+    def attach(self, target: Target, handle: WorkerHandle) -> Host:
+        """Worker: its own connection to a host the controller brought up (and will release)."""
+        raise NotImplementedError(f"provider {self.name!r} does not share hosts with xdist workers")
+
+    def export_resolution(self) -> Any:
+        """Controller: JSON-able state that lets a worker name the same targets without recomputing."""
+        return None
+
+    def adopt_resolution(self, data: Any) -> None:
+        """Worker: take the controller's `export_resolution()` instead of computing it again."""
+
+    # -- --perfci-keep ------------------------------------------------------------------------------
+
+    def keep(self) -> None:
+        """A kept run: stop extending lifetimes (the self-destruct still fires); idempotent."""
+
+    def kept(self) -> list[KeptHost] | None:
+        """What a kept run leaves up and how to reach it ([] if this run created none yet);
+        None: this provider lists no kept hosts (it creates none, or reports them itself)."""
+        return None
+
+    @property
+    def region(self) -> str | None:
+        """The cloud region resources live in (for the reap command); None when not a cloud."""
+        return None
+
+    # -- results ------------------------------------------------------------------------------------
+
+    def zone(self, target: Target) -> str | None:
+        """Where the target's host runs (availability zone) once acquired; None when unknown."""
+        return None

@@ -59,7 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pytest_perfci.hosts.base import Host
 from pytest_perfci.hosts.result import HostError
 from pytest_perfci.hosts.ssh import SSHHost
-from pytest_perfci.providers.base import Target
+from pytest_perfci.providers.base import Provider, ProviderContext, Target
 from pytest_perfci.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -533,7 +533,7 @@ class _Held:
     owned: bool  # we created the lock: we reset the host and remove it
 
 
-class InventoryProvider:
+class InventoryProvider(Provider):
     """Lab hosts from `settings.inventory`, selected by `settings.label`, locked while in use."""
 
     name = "inventory"
@@ -557,6 +557,10 @@ class InventoryProvider:
         self.pid = os.getpid() if pid is None else pid
         self._held: dict[str, _Held] = {}
         self.notes: list[str] = []  # takeovers and release outcomes, for a terminal summary
+
+    @classmethod
+    def from_settings(cls, settings: Settings, context: ProviderContext) -> InventoryProvider:
+        return cls(settings)
 
     def targets(self) -> list[Target]:
         return [

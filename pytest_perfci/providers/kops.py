@@ -47,7 +47,7 @@ from pytest_perfci.cleanup.reaper import (
 )
 from pytest_perfci.cleanup.signals import shielded
 from pytest_perfci.procs import stop_process
-from pytest_perfci.providers.base import Target, TargetUnavailable
+from pytest_perfci.providers.base import Provider, Target, TargetUnavailable
 
 TAG_KOPS_STATE = "perfci:kops-state"
 # kops tags every instance it creates with the cluster's name.
@@ -473,11 +473,12 @@ reaper.DESCRIBERS.setdefault(CLUSTER, describe_clusters)
 # --- the provider object the plugin holds (configure-time validation, backstop teardown) ----------
 
 
-class KopsProvider:
+class KopsProvider(Provider):
     """Names the cluster as the run's one target; ``cluster()`` brings it up once; ``release_all``
     deletes it (the suite's fixture does so first; this is the unconfigure backstop)."""
 
     name = "kops"
+    creates_resources = True
 
     def __init__(self, config: KopsConfig, *, run_id: str, ledger: Ledger, workdir: Path,
                  region: str | None = None, progress: Progress = print) -> None:
@@ -495,6 +496,10 @@ class KopsProvider:
                              "(https://kops.sigs.k8s.io/getting_started/install/)")
         if not self.config.state.startswith("s3://"):
             raise ValueError(f"--perfci-kops-state {self.config.state!r}: expected s3://bucket[/prefix]")
+
+    @property
+    def region(self) -> str | None:
+        return self.lifecycle.region
 
     def acquire(self, target: Target) -> Any:
         raise TargetUnavailable("kops targets are clusters, not hosts: use the `cluster` fixture of suites/cl2")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pytest_perfci.hosts.base import Host
 from pytest_perfci.hosts.local import LocalHost
-from pytest_perfci.providers.base import Target
+from pytest_perfci.providers.base import Provider, Target
 
 
-class LocalProvider:
+class LocalProvider(Provider):
     name = "local"
 
     def __init__(self) -> None:

@@ -104,7 +104,7 @@ def pytest_configure(config: pytest.Config) -> None:
     session = config.stash.get(SESSION_KEY, None)
     state = ResultsState(
         run_id=settings.run_id, results_dir=Path(settings.results),
-        provider=getattr(getattr(session, "provider", None), "name", None) or settings.effective_provider,
+        provider=session.provider.name if session is not None else settings.effective_provider,
         git_commit=git_commit(config.rootpath), allure=allure_mod.active(config),
         endpoint_url=settings.endpoint_url, region=settings.region,
     )
@@ -147,16 +147,6 @@ def pytest_configure(config: pytest.Config) -> None:
 # --- where a test ran -------------------------------------------------------------------------------
 
 
-def _zone(session: Any, target: str, instance_type: str | None) -> str | None:
-    """The availability zone, from what the EC2 provider recorded at launch (the xdist handle on a
-    worker, the provider's instance record on the controller); None elsewhere."""
-    handle = (getattr(session, "handles", None) or {}).get(target) or {}
-    if handle.get("zone"):
-        return str(handle["zone"])
-    record = (getattr(getattr(session, "provider", None), "_records", None) or {}).get(instance_type or target)
-    return getattr(record, "zone", None) or None
-
-
 def _target_name(request: pytest.FixtureRequest) -> str:
     callspec = getattr(request.node, "callspec", None)
     return (callspec.params.get("host") if callspec is not None else None) or "local"
@@ -169,10 +159,10 @@ def infrastructure_of(request: pytest.FixtureRequest, host: Any, state: ResultsS
     if name not in state.infras:
         session = request.config.stash.get(SESSION_KEY, None)
         facts = host.facts
-        provider = getattr(getattr(session, "provider", None), "name", None) or state.provider
+        provider = session.provider.name if session is not None else state.provider
         state.infras[name] = Infrastructure.from_facts(
             facts, provider=provider, target=name, run_id=state.run_id, git_commit=state.git_commit,
-            availability_zone=_zone(session, name, facts.instance_type),
+            availability_zone=session.zone(name) if session is not None else None,
         )
     return state.infras[name]
 

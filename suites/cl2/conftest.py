@@ -17,6 +17,7 @@ import pytest
 
 from pytest_perfci.checks.cl2 import parse_baseline, parse_slo_overrides
 from pytest_perfci.cleanup.ledger import Ledger
+from pytest_perfci.providers.base import Provider
 from pytest_perfci.providers.kops import (
     Cluster,
     KopsConfig,
@@ -140,10 +141,10 @@ def cl2(pytestconfig: pytest.Config) -> Cl2Options:
 
 
 @pytest.fixture(scope="session")
-def cluster(perfci_provider: Any, perfci_settings: Settings) -> Iterator[Cluster]:
+def cluster(perfci_provider: Provider, perfci_settings: Settings) -> Iterator[Cluster]:
     """A validated kops cluster with a run-private kubeconfig; deleted at the end whatever happens
     (test failure, Ctrl-C, SIGTERM/SIGHUP, an error while it was being created or validated)."""
-    provider = perfci_provider.provider
+    provider = perfci_provider
     if not isinstance(provider, KopsProvider):
         pytest.skip("suites/cl2 needs a Kubernetes cluster: run with --provider=kops (see docs/cl2.md)")
     try:

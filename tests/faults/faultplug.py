@@ -131,15 +131,11 @@ def install(ec2: Any, rules: list[Rule]) -> None:
 def pytest_perfci_make_provider(settings: Any, config: pytest.Config) -> Any:
     if settings.effective_provider != "ec2":
         return None
-    from pytest_perfci.plugin import progress_printer
+    from pytest_perfci.plugin import provider_context
     from pytest_perfci.providers import make_provider
 
     rules = parse_rules(os.environ.get("PERFCI_FAULTS", ""))
-    provider: Any = make_provider(
-        settings,
-        address=lambda instance: config.hook.pytest_perfci_host_address(instance=instance),
-        progress=progress_printer(config),
-    )
+    provider: Any = make_provider(settings, provider_context(config))
     if os.environ.get("PERFCI_TEST_SSH_READY_TIMEOUT"):
         provider.ssh_ready_timeout = float(os.environ["PERFCI_TEST_SSH_READY_TIMEOUT"])
     if os.environ.get("PERFCI_TEST_SSH_CONNECT_TIMEOUT"):

@@ -17,7 +17,6 @@ next step), then runs teardown() from the ledger.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import threading
 import time
@@ -37,7 +36,7 @@ from pytest_perfci.hosts.result import AuthenticationFailed, HostError, HostUnre
 from pytest_perfci.hosts.ssh import HostKeyRejected, SSHHost, parse_destination
 from pytest_perfci.models.instance_query import Resolution, resolve
 from pytest_perfci.models.instance_types import InstanceTypeInfo
-from pytest_perfci.providers.base import Target
+from pytest_perfci.providers.base import KeptHost, Provider, ProviderContext, Target, WorkerHandle
 from pytest_perfci.providers.ec2 import network, userdata
 from pytest_perfci.providers.ec2.ami import AmiResolver, Image
 from pytest_perfci.providers.ec2.catalog import Catalog
@@ -99,8 +98,10 @@ class InstanceRecord:
                 f"{self.user}@{self.address}")
 
 
-class EC2Provider:
+class EC2Provider(Provider):
     name = "ec2"
+    creates_resources = True
+    shares_hosts = True
 
     def __init__(
         self,
@@ -152,7 +153,12 @@ class EC2Provider:
         self._heartbeat: userdata.Heartbeat | None = None
         self._start_error: BaseException | None = None
 
-    # -- Provider protocol ---------------------------------------------------------------------------
+    @classmethod
+    def from_settings(cls, settings: Settings, context: ProviderContext) -> EC2Provider:
+        ledger = Ledger(Path(settings.results) / "ledger.jsonl")
+        return cls(settings, ledger=ledger, address=context.address, progress=context.progress)
+
+    # -- Provider contract ---------------------------------------------------------------------------
 
     def targets(self) -> list[Target]:
         """One target per resolved real type, named for it; the alias or query stays in `requested`.
@@ -205,20 +211,59 @@ class EC2Provider:
             raise EC2SetupError(f"{itype} was not requested (requested: {', '.join(self._futures)})")
         return self._futures[itype].result()
 
-    def export(self, target: Target) -> dict[str, Any]:
+    def export(self, target: Target) -> WorkerHandle:
         """xdist controller: bring the type up here and describe how a worker reaches it."""
         itype = target.instance_type or target.name
         self.acquire(target)
-        return {**dataclasses.asdict(self._records[itype]), "region": self.region}
+        rec = self._records[itype]
+        return WorkerHandle(
+            target=target.name, address=rec.address, port=rec.port, user=rec.user, key_path=rec.key_path,
+            known_hosts=rec.known_hosts, instance_type=rec.instance_type, instance_id=rec.instance_id,
+            zone=rec.zone or None, region=self.region, ami=rec.ami,
+        )
 
-    def attach(self, target: Target, handle: dict[str, Any]) -> SSHHost:
+    def attach(self, target: Target, handle: WorkerHandle) -> SSHHost:
         """xdist worker: its own connection to an instance the controller created (and will destroy)."""
         return SSHHost(
-            target.name, handle["address"], user=handle["user"], port=int(handle["port"]),
-            key_filename=handle["key_path"], connect_timeout=self.ssh_connect_timeout,
-            known_hosts=handle["known_hosts"], host_key_policy="reject",
-            instance_type=handle["instance_type"], region=handle["region"], ami=handle["ami"],
+            target.name, handle.address, user=handle.user, port=handle.port,
+            key_filename=handle.key_path, connect_timeout=self.ssh_connect_timeout,
+            known_hosts=handle.known_hosts, host_key_policy="reject",
+            instance_type=handle.instance_type, region=handle.region, ami=handle.ami,
         )
+
+    def zone(self, target: Target) -> str | None:
+        """The availability zone the target's instance launched in (None before it did)."""
+        record = self._records.get(target.instance_type or target.name)
+        return (record.zone or None) if record is not None else None
+
+    def keep(self) -> None:
+        """--perfci-keep: stop the heartbeat so perfci:expires-at stops moving; the self-destruct still fires."""
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+
+    def kept(self) -> list[KeptHost]:
+        """Instances left up by a kept run, with perfci:expires-at as EC2 lists it now."""
+        records = [r for r in self.instances() if r.state != "terminated"]
+        expires = self._expires([r.instance_id for r in records])
+        return [KeptHost(name=r.instance_type, resource_id=r.instance_id, ssh_command=r.ssh_command,
+                         expires_at=expires.get(r.instance_id), key_path=r.key_path) for r in records]
+
+    def _expires(self, ids: list[str]) -> dict[str, str]:
+        """instance id -> perfci:expires-at as EC2 lists it now (the heartbeat's last push); {} if unknown."""
+        out: dict[str, str] = {}
+        if not ids:
+            return out
+        with contextlib.suppress(Exception):  # the summary must not fail a run over a describe call
+            pages = self.ec2.get_paginator("describe_instances").paginate(
+                Filters=[{"Name": "instance-id", "Values": ids}]
+            )
+            for page in pages:
+                for res in page.get("Reservations", []):
+                    for inst in res.get("Instances", []):
+                        tags = {t["Key"]: t.get("Value", "") for t in inst.get("Tags", []) or []}
+                        if network.TAG_EXPIRES in tags:
+                            out[inst["InstanceId"]] = tags[network.TAG_EXPIRES]
+        return out
 
     def release_all(self) -> TeardownReport | None:
         """Stop the heartbeat, let provisioning threads stop, destroy everything in the ledger."""
