@@ -19,7 +19,6 @@ from pytest_perfci.hosts.base import Host
 from pytest_perfci.providers.base import Provider, TargetUnavailable, WorkerInput
 from pytest_perfci.session import TeardownIncomplete
 from pytest_perfci.settings import (
-    IMPLEMENTED_PROVIDERS,
     Settings,
     SettingsError,
     load_settings,
@@ -115,12 +114,6 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         provider = config.hook.pytest_perfci_make_provider(settings=settings, config=config)
         if provider is None:
-            name = settings.effective_provider
-            if name not in IMPLEMENTED_PROVIDERS:
-                raise pytest.UsageError(
-                    f"--provider={name}: not available in this version of pytest-perfci; "
-                    f"available: {', '.join(IMPLEMENTED_PROVIDERS)}"
-                )
             provider = make_provider(settings, provider_context(config))
         elif not isinstance(provider, Provider):
             raise pytest.UsageError(

@@ -12,17 +12,13 @@ import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from pytest_perfci.models.instance_query import Query, is_query, split_items
-
-PROVIDERS = ("local", "inventory", "ec2", "kops")
-# Providers this version can really bring up; the others are rejected before anything is created.
-IMPLEMENTED_PROVIDERS = ("local", "inventory", "ec2")
 
 # EC2 names are FAMILY.SIZE: m7i.metal-24xl, c7g.metal, m7i.2xlarge, u-6tb1.metal.
 INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9][a-z0-9-]*$")
@@ -84,7 +80,7 @@ def split_types(value: Any) -> Any:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PERFCI_", extra="ignore", frozen=True)
 
-    provider: Literal["local", "inventory", "ec2", "kops"] | None = None
+    provider: str | None = None
     instance_type: Annotated[tuple[str, ...], NoDecode] = ()
     region: str | None = None
     run_id: str = Field(default_factory=new_run_id)
@@ -104,6 +100,15 @@ class Settings(BaseSettings):
     # inventory provider
     inventory: Path | None = None
     label: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("provider")
+    @classmethod
+    def _check_provider(cls, value: str | None) -> str | None:
+        from pytest_perfci.providers import registry
+
+        if value is not None and value not in registry.PROVIDERS:
+            raise ValueError(f"{value!r} is not allowed; choose one of: {', '.join(registry.PROVIDERS)}")
+        return value
 
     @field_validator("ami", "label", mode="before")
     @classmethod
@@ -266,9 +271,7 @@ def load_settings(
         field = _field_of(tuple(err["loc"]))
         where = _where(field, cli, os.environ if env is None else env)
         msg = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "literal_error":
-            msg = f"{err['input']!r} is not allowed; choose one of: {', '.join(PROVIDERS)}"
-        elif not field:
+        if not field:
             where = "perfci"
         elif err["type"] != "value_error":
             msg = f"{err.get('input')!r}: {msg[0].lower()}{msg[1:]}"
