@@ -504,7 +504,8 @@ def _add_cl2(sub: Any) -> None:
         description=(
             "Read a ClusterLoader2 report directory (junit.xml and <Summary>_<test>_<RFC3339>.json files) "
             "and print each SLO's measured value against its limit (published Kubernetes SLOs unless "
-            "overridden). Exit 0 when every SLO holds and CL2 reported no failure, 1 otherwise, 2 when "
+            "overridden). Exit 0 when every measured SLO holds, at least one SLO was measured and CL2 "
+            "reported no failure, 1 otherwise (also for an internally inconsistent measurement), 2 when "
             "the directory is not a CL2 report."
         ),
     )
@@ -550,6 +551,8 @@ def _cl2_judge(args: argparse.Namespace) -> int:
     for reason in verdict.reasons():
         print(reason)
     problems = [f"{len(verdict.violations)} SLO(s) violated"] if verdict.violations else []
+    problems += [f"{len(verdict.invalid)} SLO(s) with an inconsistent measurement"] if verdict.invalid else []
+    problems += ["no SLO was measured, so none is shown to hold"] if verdict.unmeasured else []
     problems += ["CL2 itself reported failures"] if verdict.cl2_failed else []
     print(f"overall: {'; '.join(problems)}" if problems else "overall: every SLO holds")
     return code

@@ -156,3 +156,60 @@ def test_unreadable_summary_is_noted_not_fatal() -> None:
                               "junit.xml": (PASS / "junit.xml").read_text()})
     verdict = cl2.judge(report)
     assert report.is_cl2 and verdict.notes and "not JSON" in verdict.notes[0]
+
+
+# --- issue 14: CL2 outputs that were misread ---------------------------------------------------
+
+DENSITY = SAMPLES / "ol-cl2-density-stateless"
+
+
+def test_stateless_pod_startup_summaries_are_judged() -> None:
+    """Real density run (ol-cl2): only Stateless*/Stateful* summaries. Before: pod_startup "no data"."""
+    report = load_report(DENSITY)
+    pods = [m for m in report.measurements if m.metric == "pod_startup_p99"]
+    # the two Stateless files count; the Stateful ones (every percentile 0: no stateful pods) do not
+    assert sorted(round(m.value, 6) for m in pods) == [1.793754, 46.459652]
+    assert all(m.source.startswith("StatelessPodStartupLatency_") for m in pods)
+    verdict = cl2.judge(report)
+    assert [r.name for r in verdict.violations] == ["pod_startup_p99"]
+    assert verdict.violations[0].what == "pod_startup P99 (Stateless SaturationPodStartupLatency)"
+
+
+@pytest.mark.parametrize("kind", ["PodStartupLatency", "StatelessPodStartupLatency", "MatchAllPodStartupLatency"])
+def test_every_pod_startup_summary_name_is_read(kind: str) -> None:
+    text = (PASS / "PodStartupLatency_CreatePhasePodStartupLatency_load_2026-03-14T17:33:07+09:00.json").read_text()
+    got = cl2.measurements_from(f"{kind}_CreatePhasePodStartupLatency_load_2026-03-14T17:33:07+09:00.json", text)
+    assert [(m.metric, round(m.value, 6)) for m in got] == [("pod_startup_p99", 76.277905)]
+
+
+def test_stateful_summary_is_not_the_stateless_slo() -> None:
+    text = (PASS / "PodStartupLatency_CreatePhasePodStartupLatency_load_2026-03-14T17:33:07+09:00.json").read_text()
+    assert cl2.measurements_from("StatefulPodStartupLatency_X_load_2026-03-14T17:33:07+09:00.json", text) == []
+
+
+def test_pod_startup_zero_below_its_own_phases_is_not_a_pass() -> None:
+    """P99 0 s while schedule_to_watch P99 is 70.5 s (the real file with pod_startup zeroed)."""
+    verdict = cl2.judge(load_report(SAMPLES / "constructed-pod-startup-p99-zero"))
+    pod = next(r for r in verdict.results if r.name == "pod_startup_p99")
+    assert pod.status == "invalid" and pod.measured is None and not verdict.ok
+    assert "below its own phase schedule_to_watch P99 70.535 s" in pod.what
+
+
+def test_inconsistent_value_beside_a_sound_one_is_noted_not_used() -> None:
+    good = (PASS / "PodStartupLatency_CreatePhasePodStartupLatency_load_2026-03-14T17:33:07+09:00.json").read_text()
+    bad_dir = SAMPLES / "constructed-pod-startup-p99-zero"
+    bad = next(bad_dir.iterdir()).read_text()
+    report = cl2.read_report({"PodStartupLatency_A_load_2026-03-14T17:33:07+09:00.json": bad,
+                              "PodStartupLatency_B_load_2026-03-14T17:33:07+09:00.json": good})
+    verdict = cl2.judge(report, {"pod_startup_p99": 90.0})
+    pod = next(r for r in verdict.results if r.name == "pod_startup_p99")
+    assert pod.status == "pass" and pod.measured == pytest.approx(76.277905)
+    assert any("PodStartupLatency_A_" in n and "internally inconsistent" in n for n in verdict.notes)
+
+
+def test_junit_only_report_is_not_every_slo_holds() -> None:
+    """A passing junit.xml and no summary: before, "every SLO holds" with exit 0."""
+    verdict = cl2.judge(load_report(SAMPLES / "ol-cl2-density-junit-only"))
+    assert verdict.junit is not None and verdict.junit.ok
+    assert verdict.unmeasured and not verdict.ok
+    assert any("nothing shows that the SLOs hold" in r for r in verdict.reasons())

@@ -57,3 +57,21 @@ def test_not_a_report_and_usage_errors_exit_2(tmp_path: Path, capsys: pytest.Cap
     assert main(["cl2", "judge", str(report), "--slo", "nope=1"]) == 2
     assert "unknown SLO" in capsys.readouterr().err
     assert main(["cl2", "judge", str(report), "--baseline", str(tmp_path / "none.json")]) == 2
+
+
+def test_junit_only_report_exits_1_not_every_slo_holds(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cl2", "judge", str(SAMPLES / "ol-cl2-density-junit-only")]) == 1
+    out = capsys.readouterr().out
+    assert "overall: no SLO was measured, so none is shown to hold" in out and "every SLO holds" not in out
+
+
+def test_inconsistent_pod_startup_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cl2", "judge", str(SAMPLES / "constructed-pod-startup-p99-zero")]) == 1
+    out = capsys.readouterr().out
+    assert "INVALID" in out and "overall: 1 SLO(s) with an inconsistent measurement" in out
+
+
+def test_stateless_only_report_fails_on_pod_startup(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cl2", "judge", str(SAMPLES / "ol-cl2-density-stateless")]) == 1
+    out = capsys.readouterr().out
+    assert "pod_startup_p99            46.46 s" in out and "overall: 1 SLO(s) violated" in out

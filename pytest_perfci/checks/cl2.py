@@ -11,7 +11,9 @@ Formats (from real runs, tests/data/samples/cl2):
 * ``junit.xml``: one ``<testsuite name="ClusterLoaderV2" tests="0" ...>``; ``tests`` is always 0, so
   testcases are counted; failure text looks like ``:0\\n[measurement call X - X error: ...]\\n:0``.
 * PerfData (``{"version": "1.0"|"v1", "dataItems": [{"data": {"Perc50",...}, "unit", "labels"}]}``):
-  PodStartupLatency (labels.Metric, ``pod_startup`` is the SLO one), APIResponsiveness[Prometheus]
+  PodStartupLatency (labels.Metric, ``pod_startup`` is the SLO one; CL2 writes it once per pod
+  filter as ``PodStartupLatency_*`` (all pods), ``StatelessPodStartupLatency_*`` and
+  ``StatefulPodStartupLatency_*``, see perf-tests pod_startup_latency.go), APIResponsiveness[Prometheus]
   (labels Resource/Subresource/Verb/Scope/Count/SlowCount, all strings; Count "0" items carry no
   data), NetworkProgrammingLatency.
 * SchedulingThroughput: not PerfData. ``{"perc50","perc90","perc99","max"}`` from the
@@ -221,6 +223,7 @@ class Measurement:
     unit: str
     what: str          # human words for where it comes from: "PUT replicasets/status (resource)"
     source: str        # the artifact's file name
+    problem: str = ""  # why this value is no evidence either way (internally inconsistent); "" = sound
 
 
 @dataclass
@@ -261,21 +264,59 @@ def _api_measurements(items: Iterable[DataItem], source: str) -> list[Measuremen
     return out
 
 
+# pod_startup spans create -> watch; each phase is a part of it for the same pod, so its P99 cannot
+# be (much) above pod_startup's. The slack allows for percentiles over slightly different pod sets.
+_PHASE_SLACK = 0.9
+
+
+def _pod_startup_measurements(items: list[DataItem], ident: str, name: str) -> list[Measurement]:
+    """pod_startup P99 of one PodStartupLatency summary, checked against its own phases.
+
+    Every percentile of every phase at 0 means no pod matched the summary's filter (e.g. the
+    Stateful one of a test without stateful pods): nothing was measured, so nothing is returned.
+    A pod_startup P99 below what its own phases took (0 s while schedule_to_watch took 70 s) is an
+    inconsistent measurement: returned with a problem, never as a pass.
+    """
+    if all(v == 0 for item in items for v in item.data.values()):
+        return []
+    phases = {
+        item.labels.get("Metric", ""): to_seconds(item.data["Perc99"], item.unit or "ms")
+        for item in items
+        if "Perc99" in item.data and item.labels.get("Metric") not in (None, "", "pod_startup")
+    }
+    out = []
+    for item in items:
+        if item.labels.get("Metric") != "pod_startup" or "Perc99" not in item.data:
+            continue
+        p99 = to_seconds(item.data["Perc99"], item.unit or "ms")
+        problem = ""
+        if phases:
+            phase, longest = max(phases.items(), key=lambda kv: kv[1])
+            if p99 < longest * _PHASE_SLACK:
+                problem = (f"pod_startup P99 {fmt(p99, 's')} is below its own phase {phase} P99 "
+                           f"{fmt(longest, 's')}: the measurement is internally inconsistent")
+        out.append(Measurement("pod_startup_p99", p99, "s", f"pod_startup P99 ({ident})", name, problem))
+    return out
+
+
+def _is_pod_startup(kind: str) -> bool:
+    """PodStartupLatency, StatelessPodStartupLatency, MatchAllPodStartupLatency, ... but not Stateful:
+    the Kubernetes SLO is the startup latency of stateless pods."""
+    return kind.endswith("PodStartupLatency") and not kind.startswith("Stateful")
+
+
 def measurements_from(name: str, text: str) -> list[Measurement]:
     """The SLO-relevant values of one CL2 summary file (by its name); [] for kinds we do not judge."""
     parsed = parse_report_name(name)
     if parsed is None:
         return []
     kind = parsed.measurement
-    if kind == "PodStartupLatency":
+    if _is_pod_startup(kind):
         _, items = parse_perfdata(text)
-        out = []
-        for item in items:
-            if item.labels.get("Metric") == "pod_startup" and "Perc99" in item.data:
-                ident = parsed.identifier or "PodStartupLatency"
-                out.append(Measurement("pod_startup_p99", to_seconds(item.data["Perc99"], item.unit or "ms"),
-                                       "s", f"pod_startup P99 ({ident})", name))
-        return out
+        ident = parsed.identifier or kind
+        if kind != "PodStartupLatency":
+            ident = f"{kind.removesuffix('PodStartupLatency')} {ident}"
+        return _pod_startup_measurements(items, ident, name)
     if kind.startswith("APIResponsiveness"):
         _, items = parse_perfdata(text)
         return _api_measurements(items, name)
@@ -415,7 +456,7 @@ class SloResult:
     measured: float | None
     limit: float | None
     unit: str
-    status: Literal["pass", "fail", "no data", "info"]
+    status: Literal["pass", "fail", "no data", "info", "invalid"]
     what: str = ""              # which item gave the worst value
     source: str = ""            # the artifact it came from
     baseline: float | None = None
@@ -423,9 +464,11 @@ class SloResult:
 
     @property
     def ok(self) -> bool:
-        return self.status != "fail"
+        return self.status not in ("fail", "invalid")
 
     def line(self) -> str:
+        if self.status == "invalid":
+            return f"{self.name}: invalid measurement ({self.what})"
         if self.measured is None:
             return f"{self.name}: no data"
         text = f"{self.name}: {fmt(self.measured, self.unit)}"
@@ -461,12 +504,26 @@ class Verdict:
         return self.junit is not None and not self.junit.ok
 
     @property
+    def invalid(self) -> list[SloResult]:
+        return [r for r in self.results if r.status == "invalid"]
+
+    @property
+    def unmeasured(self) -> bool:
+        """No SLO was measured at all (an inconsistent value counts as measured: it is reported as such)."""
+        return all(r.measured is None and r.status != "invalid" for r in self.results)
+
+    @property
     def ok(self) -> bool:
-        return not self.violations and not self.cl2_failed
+        return not self.violations and not self.cl2_failed and not self.invalid and not self.unmeasured
 
     def reasons(self) -> list[str]:
         """One sentence per problem: each violated SLO with its measured value, then CL2's own failures."""
         out = [f"SLO violated: {r.line()}" for r in self.violations]
+        out += [f"SLO not judged: {r.line()}" for r in self.invalid]
+        if self.unmeasured:
+            out.append("no SLO measurement in the report (no PodStartupLatency, APIResponsiveness, "
+                       "NetworkProgrammingLatency or SchedulingThroughput summary with data): "
+                       "nothing shows that the SLOs hold")
         if self.junit is not None and self.cl2_failed:
             failed = self.junit.failed
             out.append(f"CL2 reported {self.junit.failures_attr or len(failed)} failure(s) in junit.xml")
@@ -486,13 +543,18 @@ def judge(
     worse than ``tolerance`` (a fraction: 0.2 = 20 % slower / lower throughput)."""
     results = []
     for slo in slos(overrides):
-        found = [m for m in report.measurements if m.metric == slo.name]
+        measured = [m for m in report.measurements if m.metric == slo.name]
+        found = [m for m in measured if not m.problem]
         if not found:
-            results.append(SloResult(slo.name, slo.title, None, slo.limit, slo.unit, "no data"))
+            if measured:  # only inconsistent values: neither a pass nor a violation
+                results.append(SloResult(slo.name, slo.title, None, slo.limit, slo.unit, "invalid",
+                                         measured[0].problem, measured[0].source))
+            else:
+                results.append(SloResult(slo.name, slo.title, None, slo.limit, slo.unit, "no data"))
             continue
         worst = (max if slo.better == "lower" else min)(found, key=lambda m: m.value)
         if slo.limit is None:
-            status: Literal["pass", "fail", "no data", "info"] = "info"
+            status: Literal["pass", "fail", "no data", "info", "invalid"] = "info"
         elif slo.better == "lower":
             status = "pass" if worst.value <= slo.limit else "fail"
         else:
@@ -509,6 +571,9 @@ def judge(
         results.append(SloResult(slo.name, slo.title, worst.value, slo.limit, slo.unit, status,
                                  worst.what, worst.source, base, regression))
     notes = [f"{name}: unreadable ({why})" for name, why in report.unreadable.items()]
+    invalid = {r.name for r in results if r.status == "invalid"}
+    notes += [f"{m.source}: ignored, {m.problem}" for m in report.measurements
+              if m.problem and m.metric not in invalid]
     return Verdict(results=results, junit=report.junit, notes=notes)
 
 
@@ -535,7 +600,8 @@ def render_table(verdict: Verdict) -> list[str]:
     """The SLO table: one row per SLO (measured vs limit, status), then CL2's own result."""
     rows = [["SLO", "MEASURED", "LIMIT", "BASELINE", "RESULT", "WORST / SOURCE"]]
     for r in verdict.results:
-        result = {"pass": "pass", "fail": "FAIL", "no data": "no data", "info": "info"}[r.status]
+        result = {"pass": "pass", "fail": "FAIL", "no data": "no data", "info": "info",
+                  "invalid": "INVALID"}[r.status]
         if r.regression:
             result = "FAIL (regression)"
         rows.append([
@@ -544,7 +610,7 @@ def render_table(verdict: Verdict) -> list[str]:
             "-" if r.limit is None else ("<= " if _better(r.name) == "lower" else ">= ") + fmt(r.limit, r.unit),
             "-" if r.baseline is None else fmt(r.baseline, r.unit),
             result,
-            r.what,
+            r.source if r.status == "invalid" else r.what,
         ])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]

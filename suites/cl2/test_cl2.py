@@ -73,11 +73,8 @@ def _run(variant: str, cluster: Cluster, cl2: Any, settings: Settings, request: 
     _attach(request, files, table)
     for line in table.splitlines():
         progress(f"cl2 {variant}: {line}")
-    if not verdict.ok:
+    if not verdict.ok:  # also when no SLO was measured at all (Verdict.unmeasured)
         pytest.fail("\n".join(verdict.reasons()), pytrace=False)
-    if all(r.measured is None for r in verdict.results):
-        pytest.fail("CL2 passed but wrote no measurement we can judge (no PodStartupLatency, "
-                    "APIResponsiveness or NetworkProgrammingLatency summary)", pytrace=False)
 
 
 @pytest.fixture
