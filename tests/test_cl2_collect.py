@@ -15,11 +15,11 @@ from pytest_perfci.collect.cl2 import (
     cl2_command,
     export_perfdash,
     load_report,
-    parse_s3_url,
     run_cl2,
     upload_tree,
     write_overrides,
 )
+from pytest_perfci.models.s3url import parse_s3_url
 from tests.moto_server import MotoServer
 
 STANDINS = Path(__file__).parent / "standins"

@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pytest_perfci.checks import resctrl as r
-from pytest_perfci.collect.resctrl import ProbeFailed, Prober, install_probe
+from pytest_perfci.collect.probes import install_probe, installed_probe
+from pytest_perfci.collect.resctrl import ProbeFailed, Prober
 from pytest_perfci.hosts.local import LocalHost
 
 PROBE = Path(__file__).parents[1] / "pytest_perfci" / "probes" / "resctrl_probe.py"
@@ -66,11 +68,11 @@ def build_tree(base: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def prober(tmp_path: Path) -> Prober:
+def prober(tmp_path: Path) -> Iterator[Prober]:
     host = LocalHost()
-    path = install_probe(host)
     root, proc = build_tree(tmp_path)
-    return Prober(host, path, root=str(root), proc=str(proc), synthetic=True, python=sys.executable)
+    with installed_probe(host, "resctrl_probe.py") as path:  # removed afterwards: no /tmp/perfci-probe.* left
+        yield Prober(host, path, root=str(root), proc=str(proc), synthetic=True, python=sys.executable)
 
 
 def test_gather_on_the_synthetic_tree_is_usable(prober: Prober) -> None:
@@ -144,3 +146,19 @@ def test_gather_on_this_machine_mounts_nothing_it_cannot() -> None:
     assert doc["mount"] == {"already": False, "error": "resctrl is not in /proc/filesystems",
                             "mounted_by_probe": False}
     assert not observation.availability.usable
+
+
+def test_one_installer_copies_what_a_probe_needs_privately_and_removes_it() -> None:
+    host = LocalHost()
+    with installed_probe(host, "resctrl_probe.py") as path:
+        where = Path(path).parent
+        assert sorted(p.name for p in where.iterdir()) == ["pmc_reader.py", "resctrl_probe.py"]
+        assert where.stat().st_mode & 0o777 == 0o700
+    assert not where.exists()
+    pmc = install_probe(host, "pmc_reader.py")
+    try:
+        assert [p.name for p in Path(pmc).parent.iterdir()] == ["pmc_reader.py"]
+    finally:
+        host.run(["rm", "-rf", str(Path(pmc).parent)])
+    with pytest.raises(ValueError, match=r"^unknown probe 'x.py'; probes: pmc_reader.py, resctrl_probe.py$"):
+        install_probe(host, "x.py")

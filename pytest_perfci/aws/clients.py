@@ -68,3 +68,8 @@ def client(sess: boto3.Session, service: str, endpoint_url: str | None = None) -
             f"refusing endpoint {url or 'AWS default'} for {service}: PERFCI_LOCAL_ONLY=1 allows loopback only"
         )
     return sess.client(service, endpoint_url=url, config=retry_config())
+
+
+def s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any:
+    """The S3 client of results upload/history and the perfdash export (region as boto3 defaults it)."""
+    return client(session(region), "s3", endpoint_url=endpoint_url)

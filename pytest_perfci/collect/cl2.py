@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_perfci.checks.cl2 import JUNIT, Report, parse_report_name, read_report
+from pytest_perfci.models.s3url import parse_s3_url
 from pytest_perfci.procs import stop_process
 
 Emit = Callable[[str], None]
@@ -223,13 +223,6 @@ def export_perfdash(
     return artifacts
 
 
-def parse_s3_url(url: str) -> tuple[str, str]:
-    m = re.match(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(.*))?$", url)
-    if not m:
-        raise ValueError(f"{url!r} is not an s3://bucket[/prefix] URL")
-    return m.group(1), (m.group(2) or "").strip("/")
-
-
 def upload_tree(root: Path, url: str, s3: Any, only: Path | None = None) -> list[str]:
     """Upload every file under ``root`` (or under ``only``, a subtree of it) to s3://bucket/prefix/<rel>."""
     bucket, prefix = parse_s3_url(url)
@@ -241,9 +234,3 @@ def upload_tree(root: Path, url: str, s3: Any, only: Path | None = None) -> list
         s3.upload_file(str(path), bucket, key)
         keys.append(key)
     return keys
-
-
-def s3_client(endpoint_url: str | None = None) -> Any:
-    from pytest_perfci.aws.clients import client, session
-
-    return client(session(os.environ.get("AWS_DEFAULT_REGION") or None), "s3", endpoint_url)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
-from importlib import resources
 
 from pytest_perfci.checks.perf_stat import PerfStat, PerfStatParseError, parse_perf_stat
 from pytest_perfci.checks.pmc_probe import ProbeReport, parse_probe_output, probe_command
@@ -39,15 +38,6 @@ def run_perf_stat(
         return parse_perf_stat(result.stdout, sep=","), result
     except PerfStatParseError:
         return PerfStat(format="csv", counters=[]), result
-
-
-def install_probe(host: Host) -> str:
-    """Copy the stdlib-only probe to a private temp dir on the host; returns its remote path."""
-    remote_dir = host.run("mktemp -d /tmp/perfci-probe.XXXXXX", timeout=30).stdout.strip()
-    source = resources.files("pytest_perfci.probes").joinpath("pmc_reader.py")
-    with resources.as_file(source) as local_path:
-        host.put(local_path, f"{remote_dir}/pmc_reader.py")
-    return f"{remote_dir}/pmc_reader.py"
 
 
 def run_probe(

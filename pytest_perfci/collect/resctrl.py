@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any
 
 from pytest_perfci.checks.resctrl import Observation, judge_gathered
@@ -81,16 +80,6 @@ class Prober:
         cpu_args = ["--cpu", str(cpu)] if cpu is not None else []
         return self.call("bandwidth", group, *cpu_args, "--bytes", str(nbytes), "--seconds", str(seconds),
                          timeout=seconds * 4 + 60)
-
-
-def install_probe(host: Host) -> str:
-    """Copy resctrl_probe.py (and pmc_reader.py, which it uses to count LLC misses) to a private temp dir."""
-    remote_dir = host.run("mktemp -d /tmp/perfci-resctrl.XXXXXX", timeout=30).stdout.strip()
-    for name in ("resctrl_probe.py", "pmc_reader.py"):
-        source = resources.files("pytest_perfci.probes").joinpath(name)
-        with resources.as_file(source) as local_path:
-            host.put(local_path, f"{remote_dir}/{name}")
-    return f"{remote_dir}/resctrl_probe.py"
 
 
 def imc_events(pmu_devices: Sequence[str]) -> list[str]:

@@ -7,12 +7,15 @@ Clients come from pytest_perfci.aws.clients (adaptive retries, loopback-only gua
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from pytest_perfci.aws.clients import s3_client
+from pytest_perfci.models.s3url import S3UrlError, is_s3_url, parse_s3_url
 from pytest_perfci.results.model import ResultRecord, parse_ndjson
+
+__all__ = ["S3UrlError", "is_s3_url", "join_key", "parse_s3_url", "read_prefix", "s3_client", "upload"]
 
 
 def __getattr__(name: str) -> Any:
@@ -25,31 +28,6 @@ def __getattr__(name: str) -> Any:
         # What reading or writing S3 can raise: no credentials, endpoint unreachable or refused, no bucket.
         return (BotoCoreError, ClientError, RealEndpointRefused, OSError)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-_S3_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
-
-
-class S3UrlError(ValueError):
-    pass
-
-
-def parse_s3_url(url: str) -> tuple[str, str]:
-    """(bucket, prefix without leading/trailing slash) of s3://bucket[/prefix]."""
-    m = _S3_URL.match(url.strip())
-    if not m:
-        raise S3UrlError(f"{url!r} is not an s3://bucket/prefix URL")
-    return m["bucket"], (m["prefix"] or "").strip("/")
-
-
-def is_s3_url(text: str) -> bool:
-    return text.startswith("s3://")
-
-
-def s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any:
-    from pytest_perfci.aws import clients
-
-    return clients.client(clients.session(region), "s3", endpoint_url=endpoint_url)
-
 
 def join_key(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p.strip("/"))

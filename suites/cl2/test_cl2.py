@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from pytest_perfci.aws.clients import s3_client
 from pytest_perfci.checks.cl2 import judge, render_table, verdict_json
 from pytest_perfci.collect.cl2 import (
     Cl2InfrastructureError,
@@ -20,7 +21,6 @@ from pytest_perfci.collect.cl2 import (
     load_report,
     report_files,
     run_cl2,
-    s3_client,
     upload_tree,
     write_overrides,
 )

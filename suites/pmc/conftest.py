@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_perfci.checks.pmc import PmcContext
-from pytest_perfci.collect.pmc import install_probe
+from pytest_perfci.collect.probes import installed_probe
 from pytest_perfci.hosts.base import Host
 
 
@@ -19,6 +19,5 @@ def pmc_context(host: Host) -> PmcContext:
 
 @pytest.fixture(scope="session")
 def probe_path(host: Host) -> Iterator[str]:
-    path = install_probe(host)
-    yield path
-    host.run(["rm", "-rf", path.rsplit("/", 1)[0]], check=False)
+    with installed_probe(host, "pmc_reader.py") as path:
+        yield path

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from pytest_perfci.checks.resctrl import Observation
-from pytest_perfci.collect.resctrl import ProbeFailed, Prober, install_probe
+from pytest_perfci.collect.probes import installed_probe
+from pytest_perfci.collect.resctrl import ProbeFailed, Prober
 from pytest_perfci.hosts.base import Host
 
 EFFECT_MARKER = (
@@ -30,9 +31,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def resctrl_prober(host: Host) -> Iterator[Prober]:
-    path = install_probe(host)
-    yield Prober(host, path)
-    host.run(["rm", "-rf", path.rsplit("/", 1)[0]], check=False)
+    with installed_probe(host, "resctrl_probe.py") as path:
+        yield Prober(host, path)
 
 
 def _leftovers(snapshot: dict[str, Any]) -> list[str]:
