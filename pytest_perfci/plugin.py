@@ -24,15 +24,12 @@ from pytest_perfci.settings import (
     load_settings,
     read_pyproject_table,
 )
-from pytest_perfci.summary import CapabilityRecord, render_capabilities, write_capabilities
+from pytest_perfci.stash import SESSION_KEY, SETTINGS_KEY
 
 if TYPE_CHECKING:
     from pytest_perfci.providers.base import ProviderContext
     from pytest_perfci.session import ProviderSession
 
-SETTINGS_KEY = pytest.StashKey[Settings]()
-SESSION_KEY = pytest.StashKey["ProviderSession"]()
-USER_PROPERTY = "perfci_capability"
 # Results (samples, NDJSON/S3, baselines/history, matrix, Allure): its own hooks, options and fixtures.
 pytest_plugins = ["pytest_perfci.results.plugin"]
 REQUESTED_PROPERTY = "perfci_requested"  # the alias or query a target's real type was resolved from
@@ -134,8 +131,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if worker is None:
         # SIGTERM/SIGHUP (a cancelled CI job) unwind like Ctrl-C, so every finalizer and teardown runs.
         config.add_cleanup(signals.install())
-    if not hasattr(config, "workerinput"):
-        config.pluginmanager.register(CapabilityCollector(settings), "perfci-capabilities")
 
 
 def provider_context(config: pytest.Config) -> ProviderContext:
@@ -314,42 +309,3 @@ def _perfci_marker_gate(request: pytest.FixtureRequest) -> None:
     reason = reason or markers.host_reason(marks, name, facts, lambda cap: session.capability(name, cap))
     if reason:
         pytest.skip(reason)
-
-
-@pytest.fixture
-def perfci_capability(request: pytest.FixtureRequest) -> Callable[..., None]:
-    """record(capability, ok, detail): one cell of the end-of-run capability table.
-
-    Stored in the report's user_properties so it reaches the controller under xdist too.
-    """
-    name = _target_name(request) or "local"
-
-    def record(capability: str, ok: bool, detail: str = "", host: Host | None = None) -> None:
-        summary = host.facts.summary() if host is not None else ""
-        rec = CapabilityRecord(target=name, capability=capability, ok=ok, detail=detail, facts=summary)
-        request.node.user_properties.append((USER_PROPERTY, rec.model_dump()))
-
-    return record
-
-
-class CapabilityCollector:
-    """Gathers capability cells from test reports (on the xdist controller too) and prints the table."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.records: list[CapabilityRecord] = []
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when == "call":
-            self.records.extend(
-                CapabilityRecord.model_validate(value) for key, value in report.user_properties if key == USER_PROPERTY
-            )
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.records:
-            return
-        terminalreporter.write_sep("=", "perfci capabilities")
-        for line in render_capabilities(self.records):
-            terminalreporter.write_line(line)
-        path = write_capabilities(self.records, self.settings.results, self.settings.run_id)
-        terminalreporter.write_line(f"capabilities written to {path}")

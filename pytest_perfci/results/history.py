@@ -20,6 +20,7 @@ from typing import Literal
 
 from pytest_perfci.results.baseline import fmt
 from pytest_perfci.results.model import Direction, Judgement, ResultRecord
+from pytest_perfci.results.sources import read_records
 
 Method = Literal["mad", "sigma"]
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this estimates its standard deviation
@@ -100,15 +101,6 @@ def band_judgement(metric: str, value: float, values: list[float], *, k: float, 
 
 def load_history(source: str, *, endpoint_url: str | None = None, region: str | None = None,
                  **kwargs: object) -> History:
-    """History from a directory of NDJSON files or an s3://bucket/prefix."""
-    from pathlib import Path
-
-    from pytest_perfci.results import s3
-    from pytest_perfci.results.model import read_local
-
-    if s3.is_s3_url(source):
-        records = s3.read_prefix(source, s3.s3_client(endpoint_url, region))
-    else:
-        path = Path(source)
-        records = read_local([path]) if path.exists() else []
+    """History from a directory of NDJSON files or an s3://bucket/prefix (none yet: no history)."""
+    records = read_records(source, endpoint_url=endpoint_url, region=region, missing_ok=True)
     return History(records, **kwargs)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import os
+import sys
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +20,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from pytest_perfci.results.model import Infrastructure, ResultRecord
+from pytest_perfci.models.s3url import S3UrlError
+from pytest_perfci.results.model import Infrastructure, ResultRecord, ResultsFormatError
+from pytest_perfci.results.sources import read_records
 from pytest_perfci.results.states import ORDER, STYLES, State, cell_verdict
 
 # (capability name as recorded, label shown)
@@ -353,14 +356,10 @@ def add_parser(sub: Any) -> None:
 
 
 def run_cli(args: Any) -> int:
-    import sys
-
-    from pytest_perfci.results.model import ResultsFormatError
-    from pytest_perfci.results.plugin import iter_records
-    from pytest_perfci.results.s3 import S3_ERRORS, S3UrlError
+    from pytest_perfci.results.s3 import S3_ERRORS  # botocore's exceptions: loaded only when the CLI runs
 
     try:
-        records = list(iter_records(args.results, endpoint_url=args.endpoint_url))
+        records = [r for source in args.results for r in read_records(source, endpoint_url=args.endpoint_url)]
     except (ResultsFormatError, S3UrlError) as exc:
         print(f"perfci matrix: {exc}", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,8 +22,12 @@ from typing import Any
 import pytest
 
 from pytest_perfci import allure as allure_mod
+from pytest_perfci.hosts.base import Host
+from pytest_perfci.results import s3
 from pytest_perfci.results.baseline import BaselineError, Baselines, load_baselines
+from pytest_perfci.results.capabilities import CapabilityRecord, render_capabilities, write_capabilities
 from pytest_perfci.results.history import History, load_history
+from pytest_perfci.results.matrix import write_matrix
 from pytest_perfci.results.model import (
     Direction,
     Infrastructure,
@@ -35,10 +39,11 @@ from pytest_perfci.results.model import (
 )
 from pytest_perfci.results.scrub import scrub_text
 from pytest_perfci.results.states import concerning, reason_code
+from pytest_perfci.stash import SESSION_KEY, SETTINGS_KEY
 
 SAMPLE_PROPERTY = "perfci_sample"
 INFRA_PROPERTY = "perfci_infrastructure"
-CAPABILITY_PROPERTY = "perfci_capability"  # written by pytest_perfci.plugin's perfci_capability fixture
+CAPABILITY_PROPERTY = "perfci_capability"  # written by the perfci_capability fixture
 
 
 @dataclass
@@ -95,9 +100,6 @@ def _opt(config: pytest.Config, name: str) -> Any:
 
 @pytest.hookimpl(trylast=True)  # after pytest_perfci.plugin stashed the settings
 def pytest_configure(config: pytest.Config) -> None:
-    from pytest_perfci.plugin import SESSION_KEY, SETTINGS_KEY
-    from pytest_perfci.results import s3
-
     settings = config.stash.get(SETTINGS_KEY, None)
     if settings is None:
         return
@@ -153,8 +155,6 @@ def _target_name(request: pytest.FixtureRequest) -> str:
 
 
 def infrastructure_of(request: pytest.FixtureRequest, host: Any, state: ResultsState) -> Infrastructure:
-    from pytest_perfci.plugin import SESSION_KEY
-
     name = getattr(host, "name", None) or _target_name(request)
     if name not in state.infras:
         session = request.config.stash.get(SESSION_KEY, None)
@@ -261,6 +261,22 @@ def perfci_sample(perfci_record: Recorder) -> Callable[..., ResultRecord]:
 VERDICTS = (pytest.skip.Exception, pytest.xfail.Exception, pytest.fail.Exception, AssertionError)
 
 
+@pytest.fixture
+def perfci_capability(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """record(capability, ok, detail, host=None): one cell of the end-of-run capability table and matrix.
+
+    Stored in the report's user_properties so it reaches the controller under xdist too.
+    """
+    name = _target_name(request)
+
+    def record(capability: str, ok: bool, detail: str = "", host: Host | None = None) -> None:
+        summary = host.facts.summary() if host is not None else ""
+        cell = CapabilityRecord(target=name, capability=capability, ok=ok, detail=detail, facts=summary)
+        request.node.user_properties.append((CAPABILITY_PROPERTY, cell.model_dump()))
+
+    return record
+
+
 @pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     """The test body's steps (provision, ready, execute, verdict) and the regression verdict. execute
@@ -353,6 +369,11 @@ def failure_text(report: pytest.TestReport) -> str:
     return ("\n".join(e_lines) if e_lines else text).removeprefix("Failed: ")
 
 
+def capability_cells(report: pytest.TestReport) -> list[CapabilityRecord]:
+    """The capability cells a test recorded with the perfci_capability fixture."""
+    return [CapabilityRecord.model_validate(v) for k, v in report.user_properties if k == CAPABILITY_PROPERTY]
+
+
 def records_from_report(report: pytest.TestReport, run_id: str) -> list[ResultRecord]:
     """The samples and capability cells a test report carries, as NDJSON records."""
     props = list(report.user_properties)
@@ -367,12 +388,12 @@ def records_from_report(report: pytest.TestReport, run_id: str) -> list[ResultRe
         if key == SAMPLE_PROPERTY:
             out.append(ResultRecord.model_validate({**value, **timing}))
         elif key == CAPABILITY_PROPERTY:
-            cap_infra = infra or Infrastructure(target=value.get("target", ""), run_id=run_id)
+            cell = CapabilityRecord.model_validate(value)
+            cap_infra = infra or Infrastructure(target=cell.target, run_id=run_id)
             out.append(ResultRecord.model_validate({
-                "name": value["capability"], "kind": "capability",
-                "verdict": "pass" if value["ok"] else "unavailable",
-                "metadata": {"detail": value.get("detail", ""),
-                             **({"message": m} if (m := concerning(message, value["capability"])) else {})},
+                "name": cell.capability, "kind": "capability", "verdict": "pass" if cell.ok else "unavailable",
+                "metadata": {"detail": cell.detail,
+                             **({"message": m} if (m := concerning(message, cell.capability)) else {})},
                 "run_id": run_id, "test": report.nodeid,
                 "suite": allure_mod.suite_name(Path(report.fspath)), "infrastructure": cap_infra,
                 "recorded_at": finished or datetime.now(UTC), **timing,
@@ -381,12 +402,14 @@ def records_from_report(report: pytest.TestReport, run_id: str) -> list[ResultRe
 
 
 class ResultsCollector:
-    """Controller side (or the only process): writes and reports."""
+    """Controller side (or the only process): the one collector of what tests recorded (samples and
+    capability cells, also from xdist workers); writes NDJSON, the matrix, the capability table, uploads."""
 
     def __init__(self, state: ResultsState, config: pytest.Config) -> None:
         self.state = state
         self.config = config
         self.records: list[ResultRecord] = []
+        self.capabilities: list[CapabilityRecord] = []
         self.writer = NdjsonWriter(state.run_dir / "results.ndjson")
         self.infras: dict[str, Infrastructure] = {}
         self.notes: list[str] = []
@@ -400,15 +423,13 @@ class ResultsCollector:
             if key == INFRA_PROPERTY:
                 infra = Infrastructure.model_validate(value)
                 self.infras[infra.target] = infra
+        self.capabilities.extend(capability_cells(report))
         records = records_from_report(report, self.state.run_id)
         if records:
             self.records.extend(records)
             self.writer.write(records)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        from pytest_perfci.results import s3
-        from pytest_perfci.results.matrix import write_matrix
-
         files: list[Path] = [self.writer.path] if self.writer.count else []
         if any(r.kind == "capability" for r in self.records):
             md, html, _ = write_matrix(self.records, self.state.run_dir,
@@ -445,9 +466,17 @@ class ResultsCollector:
                 Path(xmlpath).write_bytes(clean)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        self._results_summary(terminalreporter)
+        if self.capabilities:
+            terminalreporter.write_sep("=", "perfci capabilities")
+            for line in render_capabilities(self.capabilities):
+                terminalreporter.write_line(line)
+            path = write_capabilities(self.capabilities, self.state.results_dir, self.state.run_id)
+            terminalreporter.write_line(f"capabilities written to {path}")
+
+    def _results_summary(self, tr: Any) -> None:
         if not (self.records or self.errors or self.notes):
             return
-        tr = terminalreporter
         tr.write_sep("=", "perfci results")
         samples = [r for r in self.records if r.kind == "measurement"]
         if self.writer.count:
@@ -468,14 +497,3 @@ class ResultsCollector:
         for error in self.errors:
             tr.write_line(f"perfci: {error}", red=True)
 
-
-def iter_records(paths: list[str], endpoint_url: str | None = None) -> Iterator[ResultRecord]:
-    """Records from files, directories (every *.ndjson below) and s3:// prefixes, for `perfci matrix`."""
-    from pytest_perfci.results import s3
-    from pytest_perfci.results.model import read_local
-
-    for p in paths:
-        if s3.is_s3_url(p):
-            yield from s3.read_prefix(p, s3.s3_client(endpoint_url))
-        else:
-            yield from read_local([Path(p)])
