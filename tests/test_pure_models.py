@@ -40,6 +40,14 @@ CPUINFO = {
         # a lone flags line: no vendor_id, but `lm` says x86_64
         ("x86_64", "unknown", "", False, "cpuinfo", False,
          ("rdt_a", "cat_l3", "cdp_l3", "cqm", "cqm_llc", "cqm_occup_llc", "cqm_mbm_total", "cqm_mbm_local")),
+    # issue 14 class 4: flags wrapped at 80 columns by a mail (every RDT flag is after a wrap)
+    "resctrl/cpuinfo/kvm-bugzilla-207551-xeon-bronze-3104-cpuinfo-mail-wrapped.txt":
+        ("x86_64", "intel", "Intel(R) Xeon(R) Bronze 3104 CPU @ 1.70GHz", False, "cpuinfo", False,
+         ("rdt_a", "cat_l3", "cdp_l3", "mba", "cqm", "cqm_llc", "cqm_occup_llc", "cqm_mbm_total", "cqm_mbm_local")),
+    # the same, quoted with `> ` in a reply (format=flowed mail)
+    "resctrl/cpuinfo/netdev-2023-07-igc-ryzen5-3600-cpuinfo-quoted-wrapped.txt":
+        ("x86_64", "amd", "AMD Ryzen 5 3600 6-Core Processor", False, "cpuinfo", False,
+         ("rdt_a", "cat_l3", "cdp_l3", "mba", "cqm", "cqm_llc", "cqm_occup_llc", "cqm_mbm_total", "cqm_mbm_local")),
     "resctrl/cpuinfo/intel-cmt-cat-108-bare-metal-xeon-gold-6252-truncated.txt":
         ("x86_64", "intel", "Intel(R) Xeon(R) Gold 6252 CPU @ 2.10GHz", False, "cpuinfo", True,
          ("rdt_a", "cat_l3", "cdp_l3", "mba", "cqm")),
@@ -155,3 +163,18 @@ def test_the_purity_check_can_fail() -> None:
     code = _IMPORT_ALL.format(packages=("pytest_perfci.hosts",), forbidden=FORBIDDEN)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert "paramiko" in json.loads(proc.stdout)["loaded"]
+
+
+def test_wrapped_cpuinfo_keeps_every_flag_and_bugs() -> None:
+    """Joined back, the wrapped flags equal the words of the flags value; bugs wrap too."""
+    text = (SAMPLES / "resctrl/cpuinfo/kvm-bugzilla-207551-xeon-bronze-3104-cpuinfo-mail-wrapped.txt").read_text()
+    cpu = parse_cpuinfo(text)
+    block = text[text.index("flags"):text.index("bugs")]
+    assert cpu.flags == frozenset(block.split(":", 1)[1].split())
+    assert cpu.has("flush_l1d") and cpu.has("pat") and cpu.rdt_capable
+
+
+def test_word_split_by_a_hard_wrap_is_repaired_for_rdt_flags() -> None:
+    """A narrow terminal cuts words anywhere: `cqm_mbm_to` / `tal` is still cqm_mbm_total."""
+    cpu = parse_cpuinfo("vendor_id\t: GenuineIntel\nflags\t\t: fpu lm cqm_mbm_to\ntal rdt\n_a\n")
+    assert cpu.has("cqm_mbm_total") and cpu.has("rdt_a") and cpu.has("fpu")

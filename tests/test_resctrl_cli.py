@@ -57,3 +57,14 @@ def test_unreadable_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "No such file or directory" in capsys.readouterr().err
     assert main(["resctrl", "judge", "--tree", str(tmp_path / "missing")]) == 2
     assert main(["resctrl", "judge"]) == 2
+
+
+@pytest.mark.parametrize("name", ["kvm-bugzilla-207551-xeon-bronze-3104-cpuinfo-mail-wrapped.txt",
+                                  "netdev-2023-07-igc-ryzen5-3600-cpuinfo-quoted-wrapped.txt"])
+def test_wrapped_cpuinfo_from_a_mail_is_hardware_capable(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 14 class 4. Before: "no hardware support (no RDT/QoS cpu flags)" / "hardware unknown"."""
+    main(["resctrl", "judge", "--cpuinfo", str(SAMPLES / "resctrl/cpuinfo" / name)])
+    out = capsys.readouterr().out
+    assert "hardware yes hardware capable (rdt_a cat_l3 cdp_l3 mba cqm cqm_llc cqm_occup_llc cqm_mbm_total " \
+           "cqm_mbm_local)" in out
+    assert "no hardware support" not in out

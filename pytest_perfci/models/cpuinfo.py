@@ -16,6 +16,11 @@ flags) used to read the same file with two parsers and different arm64 rules, so
 - model: x86 `model name`; arm64 the core's name for known Arm Ltd. part numbers (the Graviton
   generations), else `part 0x...`.
 
+- A `flags`/`Features`/`bugs` value wrapped onto further lines (pasted from a mail or a narrow
+  terminal) continues on the lines that have no `key :` of their own; they are joined back, with
+  the same word-split repair as lscpu's wrapped Flags column. Mail quote marks (`> `) in front of
+  every line are dropped first.
+
 Flags are a frozenset of whole words: `rdt_a` never matches `rdtscp`.
 """
 
@@ -79,6 +84,14 @@ class CpuInfo(BaseModel):
         return any(f in self.flags for f in _RESOURCE_FLAGS)
 
 
+# `key<tabs/spaces>: value`; keys are words with spaces (`model name`, `TLB size`, `CPU part`).
+_CPUINFO_FIELD = re.compile(r"^([A-Za-z][\w ()-]*?)\s*:\s?(.*)$")
+# Values long enough to be wrapped when pasted; a line without a key continues the last of these.
+_WRAPPING_KEYS = ("flags", "features", "bugs", "vmx flags")
+# A mail quote in front of a pasted line (`> `, `>> `); no cpuinfo or lscpu line starts with `>`.
+_MAIL_QUOTE = re.compile(r"^(?:>[ \t]?)+")
+
+
 def _vendor(vendor_id: str, implementer: str) -> str:
     if vendor_id == "GenuineIntel":
         return "intel"
@@ -123,18 +136,31 @@ def parse_cpuinfo(text: str) -> CpuInfo:
     Comment lines (`#`) and a truncation mark are skipped; a truncated sample sets `truncated`.
     """
     truncated = TRUNCATION_MARK in text
-    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#") and TRUNCATION_MARK not in ln]
+    lines = [_MAIL_QUOTE.sub("", ln) for ln in text.splitlines()]
+    lines = [ln for ln in lines if not ln.lstrip().startswith("#") and TRUNCATION_MARK not in ln]
     if any(re.match(r"\s*Flags:\s", ln) for ln in lines) or any(ln.startswith("Architecture:") for ln in lines):
         return _parse_lscpu(lines, truncated)
     fields: dict[str, str] = {}
+    wrapped: dict[str, list[str]] = {}  # key -> its value's lines, for keys whose value may wrap
+    key = ""
     for line in lines:
         if not line.strip():
             if "flags" in fields or "features" in fields:
                 break  # first processor block only
             continue
-        key, sep, value = line.partition(":")
-        if sep:
-            fields.setdefault(key.strip().lower(), value.strip())
+        m = _CPUINFO_FIELD.match(line)
+        if m:
+            key, value = m.group(1).strip().lower(), m.group(2).strip()
+            if key not in fields:
+                fields[key] = value
+                if key in _WRAPPING_KEYS:
+                    wrapped[key] = [value]
+            else:
+                key = ""  # a later block's repeat of a key: its continuations are not ours
+        elif key in wrapped:
+            wrapped[key].append(line)  # the value wrapped onto a line without a key of its own
+    for k, parts in wrapped.items():
+        fields[k] = " ".join(_join_wrapped(parts))
     vendor = _vendor(fields.get("vendor_id", ""), _first_word(fields.get("cpu implementer", "")))
     if "flags" in fields:
         flags = frozenset(fields["flags"].split())
