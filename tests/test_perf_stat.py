@@ -171,6 +171,12 @@ EXPECTED: dict[str, tuple[str, int, dict[str, Any]]] = {
          "cycles": {"value": 788234.0, "running_pct": 100.0, "metric_value": 2.0, "metric_unit": "GHz"},
          "branches": {"value": 106749.0, "metric_value": 348.0}},
     ),
+    # -G (8 fields: a cgroup column after the event) with -x, in fr_FR: "100,00" split in two
+    "public/mesos-391-fr_FR-perf-stat-x-comma-cgroup-line.csv": (
+        "csv", 1,
+        {"cycles": {"value": 6376827291.0, "running_pct": 100.0, "aggregate": "mesos_test", "metric_value": 3.0,
+                    "metric_unit": "GHz"}},
+    ),
     "public/ravel-844-ec2-r6a-4xlarge-not-supported.txt": (
         # the reversed "cache-misses  <not supported>" lines are the reporter's summary, not perf's
         "human", 2, {"cycles": NS, "instructions": NS, "cache-misses": "absent"},

@@ -80,14 +80,17 @@ def _lines_of(ev: Ev) -> list[tuple[str, int, float]]:
 
 
 def render_csv(evs: list[Ev], sep: str, loc: Locale, fields: int, repeat: bool, prefix: str = "") -> str:
+    """fields: 5 (old, no metric), 7 (metric columns), 8 (7 + the -G cgroup column after the event)."""
     rows = []
     for ev in evs:
         for text, value, pct in _lines_of(ev):
             cols = [str(value), "", text]
             if repeat:
                 cols.append(_dec(ev.variance, 2, loc) + "%")
+            if fields == 8:
+                cols.append("system.slice/bench.service")
             cols += ["1000", _dec(pct, 2, loc)]
-            if fields == 7:
+            if fields >= 7:
                 cols += [_dec(1.5, 2, loc), "GHz"]
             rows.append(prefix + sep.join(cols))
     return "\n".join(rows) + "\n"

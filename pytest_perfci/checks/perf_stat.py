@@ -8,10 +8,11 @@ about the counter lines themselves (a line that does not have the shape of one i
 
 Recognised shapes (tested on recorded real outputs under tests/data/samples/pmc):
 
-* CSV, any separator: ``[interval,][aggr-id,[aggr-nr,]]value,unit,event[,variance%][,run-time,
+* CSV, any separator: ``[interval,][aggr-id,[aggr-nr,]]value,unit,event[,variance%][,cgroup][,run-time,
   pcnt-running[,metric-value,metric-unit]]``. That covers the modern 7-field layout, the old
-  5-field one (no metric columns), ``-r N`` (variance after the event), ``-I`` (space-padded
-  timestamp first) and ``--per-core``/``-A`` prefixes. Metric-only lines (empty event) are skipped.
+  5-field one (no metric columns), the 8-field one with ``-G`` cgroups, ``-r N`` (variance after the
+  event), ``-I`` (space-padded timestamp first, ``summary`` for ``--summary`` totals) and
+  ``--per-core``/``-A`` prefixes. Metric-only lines (empty event) are skipped.
 * JSON lines (``-j``): ``counter-value`` as string or number, ``metric-value`` as number or quoted
   string, per-core keys (``core``, ``aggregate-number``, ``cpu``...), metric-only lines skipped.
 * The human table, including ``-I`` interval output, ``(xx.xx%)`` multiplexing, ``( +- x% )``
@@ -366,6 +367,8 @@ def _merge_pmu_terms(fields: list[str], sep: str) -> list[str]:
 
 _TWO_DIGITS = re.compile(r"^\d\d$")
 _TWO_DIGITS_PCT = re.compile(r"^\d\d%$")
+# A perf -G cgroup column: a cgroup path or name (perf prints it relative to the cgroup mount).
+_CGROUP = re.compile(r"^[\w./@:+-]+$")
 _DIGITS = re.compile(r"^\d+$")
 
 
@@ -386,15 +389,30 @@ def _csv_line(line: str, sep: str, run: int) -> Counter | None:
     if sep not in line:
         return None
     fields = _merge_pmu_terms(line.split(sep), sep)
+    # A cgroup column is only considered when no plain reading fits: an -I line's "msec,task-clock"
+    # must not pass for event "msec" in cgroup "task-clock".
+    return _csv_fields(fields, sep, run, cgroups=False) or _csv_fields(fields, sep, run, cgroups=True)
+
+
+def _csv_fields(fields: list[str], sep: str, run: int, cgroups: bool) -> Counter | None:
     for i in range(2, len(fields)):
         event = fields[i].strip()
         if not _EVENT.match(event) or event.endswith("%") or _is_number(event):
             continue
-        if not _is_value(fields[i - 2]):
-            continue
+        if not _is_value(fields[i - 2]) or _is_number(fields[i - 1]):
+            continue  # value, then a unit ("", "msec", "Joules"), never a number, then the event
         rest = [f.strip() for f in fields[i + 1 :]]
+        cgroup: str | None = None
         if rest and rest[0] and not (rest[0].endswith("%") or _is_number(rest[0])):
-            continue
+            if not (
+                cgroups
+                and len(rest) > 2
+                and _CGROUP.match(rest[0])
+                and _DIGITS.match(rest[1])
+                and _is_number(rest[2])
+            ):
+                continue
+            cgroup = rest.pop(0)  # -G: value,unit,event,cgroup,run-time,pcnt-running,... (8 fields)
         prefix = [f.strip() for f in fields[: i - 2]]
         value_text = fields[i - 2].strip()
         variance_text: str | None = None
@@ -420,6 +438,8 @@ def _csv_line(line: str, sep: str, run: int) -> Counter | None:
             interval = float(prefix[0])
             prefix = prefix[1:]
         aggregate = prefix[0] if prefix and prefix[0] and not _is_number(prefix[0]) else None
+        if cgroup is not None:
+            aggregate = f"{aggregate}:{cgroup}" if aggregate else cgroup  # each cgroup is its own slice
         # rest: run-time, pcnt-running, metric-value, metric-unit (any suffix may be missing)
         running = _float(rest[1], decimal) if len(rest) > 1 else None
         metric_value = _float(rest[2], decimal) if len(rest) > 2 else None

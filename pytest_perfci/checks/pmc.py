@@ -351,7 +351,9 @@ def judge_perf_stat(
     min_running_pct: float = 50.0,
 ) -> list[Verdict]:
     """One verdict per event, plus a CPI plausibility verdict when cycles and instructions both count."""
-    verdicts = [judge_counter(stat.get(e), e, ctx, min_running_pct) for e in events]
+    # Known -a: hybrid percentages are per-PMU multiplexing, never a task's residency.
+    wide = True if ctx is not None and ctx.system_wide else None
+    verdicts = [judge_counter(stat.get(e, system_wide=wide), e, ctx, min_running_pct) for e in events]
     by_name = {normalise_event(v.event)[0]: v for v in verdicts}
     cyc, ins = by_name.get("cycles"), by_name.get("instructions")
     if cyc and ins and cyc.ok and ins.ok and cyc.value is not None and ins.value is not None:
