@@ -33,6 +33,8 @@ optional=()
 if [ "$dev" = 1 ]; then
   [ -x /usr/sbin/sshd ] || required+=(openssh-server)
   command -v ssh-keygen >/dev/null || required+=(openssh-client)
+  # headless browser for the `perfci report` page test (tests/test_report.py skips, saying so, without it)
+  command -v chromium >/dev/null || optional+=(chromium)
 fi
 if ! command -v perf >/dev/null; then
   if grep -qi '^ID=ubuntu' /etc/os-release 2>/dev/null; then
@@ -52,16 +54,17 @@ if [ "${#required[@]}" -gt 0 ] || [ "${#optional[@]}" -gt 0 ]; then
       echo "install.sh: installing ${required[*]}"
       "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${required[@]}" >/dev/null
     fi
-    if [ "${#optional[@]}" -gt 0 ]; then
-      echo "install.sh: installing ${optional[*]}"
-      "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${optional[@]}" >/dev/null \
-        || echo "install.sh: could not install ${optional[*]}; the PMC suite will report 'perf not installed'" >&2
-    fi
+    for pkg in "${optional[@]}"; do  # one by one: a missing perf package must not cost the browser
+      echo "install.sh: installing $pkg"
+      "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null \
+        || echo "install.sh: could not install $pkg (perf missing: the PMC suite reports 'perf not installed';" \
+                "chromium missing: the report page test skips)" >&2
+    done
   fi
 fi
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 extra=""
-[ "$dev" = 1 ] && extra="[test]"
+[ "$dev" = 1 ] && extra="[test,report]"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extra}"
 .venv/bin/python -c 'import pytest_perfci' && echo "install.sh: ready (.venv/bin/pytest, .venv/bin/perfci)"

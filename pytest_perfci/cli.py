@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_resctrl(sub)
     _add_cl2(sub)
     _add_matrix(sub)
+    _add_report(sub)
     _add_plan(sub)
     return parser
 
@@ -65,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _add_matrix(sub: Any) -> None:
     from pytest_perfci.results.matrix import add_parser
+
+    add_parser(sub)
+
+
+def _add_report(sub: Any) -> None:
+    from pytest_perfci.results.report import add_parser
 
     add_parser(sub)
 
