@@ -41,7 +41,7 @@ def chart_spec(series: Series, width: int = 560, height: int = 200) -> dict[str,
 
     data = alt.Data(values=_rows(series))
     unit = f" ({series.unit})" if series.unit else ""
-    x = alt.X("at:T", title=None, axis=alt.Axis(format="%Y-%m-%d", labelAngle=-30))
+    x = alt.X("at:T", title=None, axis=alt.Axis(labelAngle=-30))  # Vega picks days or hours by the span
     y_title = f"{series.metric}{unit}"
     base = alt.Chart(data).encode(x=x)
     band = base.transform_filter("datum.low != null && datum.high != null").mark_area(

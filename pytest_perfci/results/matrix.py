@@ -150,14 +150,14 @@ def _when(cell: Cell) -> str:
     return f"{day} · {cell.run_id or '?'}"
 
 
-def headline(m: Matrix) -> str:
+def headline(m: Matrix, symbols: bool = False) -> str:
     """One line a reader sees first: FAILED cells lead, so a failing run never looks like a healthy one."""
     counts = m.counts()
     parts = []
     for state in ORDER:
         if counts[state]:
             style = STYLES[state]
-            text = f"{style.emoji} {counts[state]} {style.label}"
+            text = f"{style.symbol if symbols else style.emoji} {counts[state]} {style.label}"
             parts.append(f"**{text}**" if state is State.FAILED else text)
     if not counts[State.FAILED]:
         parts.insert(0, "**no FAILED cell**")
@@ -240,12 +240,12 @@ td.notrun { color: #9aa0a6; }
 def _cell_html(m: Matrix, cell: Cell | None, cap: str, column: str, allure: dict[str, str]) -> str:
     e = html.escape
     if cell is None:
-        return f'<td class="notrun" title="not run: no test recorded {e(cap)} on {e(column)}">{STYLES[State.NOT_RUN].emoji}</td>'
+        return f'<td class="notrun" title="not run: no test recorded {e(cap)} on {e(column)}">{STYLES[State.NOT_RUN].symbol}</td>'
     style = STYLES[cell.state]
     tip = f"{style.label}: {cell.reason}" if cell.reason else style.label
     if cell.test:
         tip += f"\n{cell.test}" + (f" ({cell.outcome})" if cell.outcome else "")
-    body = f"{style.emoji} " + ("FAILED " if cell.state is State.FAILED else "")
+    body = f"{style.symbol} " + ("FAILED " if cell.state is State.FAILED else "")
     if cell.code:
         body += f'<span class="code">{e(cell.code)}</span>'
     if m.merged:
@@ -261,7 +261,7 @@ def render_table_html(m: Matrix, allure: dict[str, str] | None = None) -> str:
     architecture and metal/VM, full reasons as tooltips, a legend; cells link to their Allure test
     when `allure` maps test node ids to URLs."""
     e = html.escape
-    out = [f'<p class="headline">{_md_inline(headline(m))}</p>', '<table class="matrix">',
+    out = [f'<p class="headline">{_md_inline(headline(m, symbols=True))}</p>', '<table class="matrix">',
            '<tr><th rowspan="2">capability</th>' + "".join(
                f'<th class="group" colspan="{len(cols)}">{e(g)}</th>' for g, cols in m.groups()) + "</tr>",
            "<tr>" + "".join(f'<th title="{e(m.hosts[c].summary())}">{e(c)}</th>' for c in m.columns) + "</tr>"]
@@ -271,7 +271,7 @@ def render_table_html(m: Matrix, allure: dict[str, str] | None = None) -> str:
         out.append("<tr>" + "".join(row) + "</tr>")
     out.append("</table>")
     out.append('<p class="legend">' + "".join(
-        f'<span class="{STYLES[s].css}" title="{e(STYLES[s].meaning)}">{STYLES[s].emoji} {e(STYLES[s].label)}</span>'
+        f'<span class="{STYLES[s].css}" title="{e(STYLES[s].meaning)}">{STYLES[s].symbol} {e(STYLES[s].label)}</span>'
         for s in ORDER) + "</p>")
     return "\n".join(out)
 

@@ -32,6 +32,7 @@ class State(str, Enum):
 
 class Style(BaseModel):
     emoji: str  # GitHub renders these in colour in a step summary
+    symbol: str  # for HTML: in every common font (an offline page cannot count on an emoji font)
     mark: str  # plain text, for terminals and places without emoji
     label: str  # what the legend calls it
     css: str
@@ -39,17 +40,17 @@ class Style(BaseModel):
 
 
 STYLES: dict[State, Style] = {
-    State.AVAILABLE: Style(emoji="✅", mark="ok", label="available", css="ok", meaning="measured and working"),
-    State.FAILED: Style(emoji="❌", mark="FAIL", label="FAILED", css="failed",
+    State.AVAILABLE: Style(emoji="✅", symbol="✓", mark="ok", label="available", css="ok", meaning="measured and working"),
+    State.FAILED: Style(emoji="❌", symbol="✗", mark="FAIL", label="FAILED", css="failed",
                         meaning="expected but missing, readers disagree, or regression: the run failed here"),
-    State.ABSENT: Style(emoji="⚪", mark="--", label="absent as expected", css="absent",
+    State.ABSENT: Style(emoji="⚪", symbol="○", mark="--", label="absent as expected", css="absent",
                         meaning="not there, and accepted: xfail, an expectation, or none"),
-    State.ZERO: Style(emoji="🟡", mark="zero", label="reads zero", css="zero", meaning="opens, but counts zero"),
-    State.ONE_READER: Style(emoji="🟠", mark="1rdr", label="one reader only", css="onereader",
+    State.ZERO: Style(emoji="🟡", symbol="0", mark="zero", label="reads zero", css="zero", meaning="opens, but counts zero"),
+    State.ONE_READER: Style(emoji="🟠", symbol="½", mark="1rdr", label="one reader only", css="onereader",
                             meaning="one reader counts, the other cannot"),
-    State.PARTIAL: Style(emoji="🔷", mark="part", label="partial", css="partial",
+    State.PARTIAL: Style(emoji="🔷", symbol="◐", mark="part", label="partial", css="partial",
                          meaning="some of it is there"),
-    State.NOT_RUN: Style(emoji="⏭️", mark="·", label="not run", css="notrun", meaning="no test reached this cell"),
+    State.NOT_RUN: Style(emoji="⏭️", symbol="·", mark="·", label="not run", css="notrun", meaning="no test reached this cell"),
 }
 ORDER: tuple[State, ...] = (State.FAILED, State.AVAILABLE, State.ZERO, State.ONE_READER, State.PARTIAL,
                             State.ABSENT, State.NOT_RUN)
