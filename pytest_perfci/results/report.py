@@ -101,15 +101,16 @@ def add_parser(sub: Any) -> None:
 
 
 def _read(paths: Iterable[str], endpoint_url: str | None) -> list[ResultRecord]:
-    from pytest_perfci.results.plugin import iter_records
+    from pytest_perfci.results.sources import read_records
 
-    return list(iter_records(list(paths), endpoint_url=endpoint_url))
+    return [r for source in paths for r in read_records(source, endpoint_url=endpoint_url)]
 
 
 def run_cli(args: Any) -> int:
+    from pytest_perfci.models.s3url import S3UrlError
     from pytest_perfci.results.matrix import append_step_summary
     from pytest_perfci.results.model import ResultsFormatError
-    from pytest_perfci.results.s3 import S3_ERRORS, S3UrlError
+    from pytest_perfci.results.s3 import S3_ERRORS
 
     if args.k <= 0 or args.min_history < 2:
         print(f"perfci report: --k {args.k:g} / --min-history {args.min_history}: k must be > 0 and "
