@@ -569,7 +569,7 @@ def _cl2_judge(args: argparse.Namespace) -> int:
 
 
 def _add_plan(sub: Any) -> None:
-    from pytest_perfci.plugin import _OPTIONS  # the pytest options, so a plan reads the run's command line
+    from pytest_perfci.settings import add_options  # the run options, generated from the Settings fields
 
     plan = sub.add_parser(
         "plan",
@@ -583,8 +583,7 @@ def _add_plan(sub: Any) -> None:
         ),
     )
     group = plan.add_argument_group("run options (the same as pytest's, same PERFCI_* environment)")
-    for flag, dest, kwargs in _OPTIONS:
-        group.add_argument(flag, dest=f"perfci_{dest}", **kwargs)
+    specs = add_options(group.add_argument, sections=("",))
     own = plan.add_argument_group("plan options")
     own.add_argument("--hours", type=float, default=None, metavar="H",
                      help="expected run length for the estimate (default: the TTL)")
@@ -593,7 +592,7 @@ def _add_plan(sub: Any) -> None:
                           "Pricing API with the table as fallback")
     own.add_argument("--no-quota", action="store_true", help="skip the Service Quotas check")
     own.add_argument("--json", action="store_true", help="print one JSON document instead of text")
-    plan.set_defaults(func=_plan, plan_dests=[dest for _, dest, _ in _OPTIONS])
+    plan.set_defaults(func=_plan, plan_dests=[spec.dest for spec in specs])
 
 
 def _plan(args: argparse.Namespace) -> int:

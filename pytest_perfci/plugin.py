@@ -22,6 +22,7 @@ from pytest_perfci.settings import (
     Settings,
     SettingsError,
     load_settings,
+    option_specs,
     read_pyproject_table,
 )
 from pytest_perfci.stash import SESSION_KEY, SETTINGS_KEY
@@ -34,41 +35,6 @@ if TYPE_CHECKING:
 pytest_plugins = ["pytest_perfci.results.plugin"]
 REQUESTED_PROPERTY = "perfci_requested"  # the alias or query a target's real type was resolved from
 
-# (option, dest, kwargs) for the "perfci" group; dest names are the Settings field names.
-_OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
-    ("--provider", "provider", {"metavar": "NAME", "help": "where hosts come from: local (default), inventory, "
-                                "ec2 (default when --instance-type is given), kops"}),
-    ("--instance-type", "instance_type", {"action": "append", "metavar": "TYPE[,TYPE]",
-                                          "help": "EC2 instance type(s) to check; repeatable and comma-separated. "
-                                          "FAMILY.metal means the family's smallest metal size; an attribute "
-                                          "query such as 'arch=arm64,metal=true,family=c7g|m7g' selects types "
-                                          "(its commas bind to it; ';' separates two queries)"}),
-    ("--region", "region", {"metavar": "REGION", "help": "AWS region, e.g. us-east-1"}),
-    ("--perfci-run-id", "run_id", {"metavar": "ID", "help": "id tagged on every created resource "
-                                   "(default: generated, perfci-YYYYmmdd-HHMMSS-xxxxxx)"}),
-    ("--perfci-keep", "keep", {"action": "store_true", "default": None,
-                               "help": "do not tear down; print how to reach and later reap what was kept"}),
-    ("--perfci-results", "results", {"metavar": "DIR", "help": "directory for results (default perfci-results)"}),
-    ("--ami", "ami", {"action": "append", "metavar": "[ARCH=]AMI",
-                      "help": "AMI to boot instead of the per-architecture default; repeatable, e.g. arm64=ami-..."}),
-    ("--perfci-ttl", "ttl", {"metavar": "DURATION", "help": "self-destruct window of created instances "
-                             "(default 2h; e.g. 90m, 1h30m)"}),
-    ("--perfci-spot", "spot", {"action": "store_true", "default": None,
-                               "help": "ask for spot capacity, falling back to on-demand"}),
-    ("--perfci-ssh-cidr", "ssh_cidr", {"metavar": "CIDR", "help": "who may reach created instances over SSH "
-                                       "(default: this machine's address /32; never 0.0.0.0/0 unless given)"}),
-    ("--perfci-ssh-user", "ssh_user", {"metavar": "USER", "help": "login user (default: by AMI, ubuntu or ec2-user)"}),
-    ("--perfci-root-volume-gb", "root_volume_gb", {"metavar": "GB", "help": "encrypted root volume size (default 30)"}),
-    ("--perfci-endpoint-url", "endpoint_url", {"metavar": "URL", "help": "AWS endpoint override (tests: a local "
-                                               "moto server); default AWS_ENDPOINT_URL or AWS itself"}),
-    ("--perfci-max-types", "max_types", {"metavar": "N", "help": "most instance types one attribute query "
-                                         "may select (default 8); more is an error before anything is created"}),
-    ("--perfci-inventory", "inventory", {"metavar": "FILE", "help": "lab hosts for --provider=inventory "
-                                         "(TOML or YAML)"}),
-    ("--perfci-label", "label", {"action": "append", "metavar": "LABEL[,LABEL]",
-                                 "help": "select inventory hosts carrying all these labels"}),
-]
-
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     from pytest_perfci import hookspecs
@@ -76,19 +42,28 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
 
+# Options, ini keys and PERFCI_* variables are generated from the Settings fields (settings.option_specs).
+_GROUPS = {
+    "": ("perfci", "perfci: provision machines and check what their hardware gives"),
+    "record": ("perfci", ""),
+    "kops": ("perfci-kops", "perfci: kops cluster (--provider=kops)"),
+    "cl2": ("perfci-cl2", "perfci: ClusterLoader2 (suites/cl2)"),
+}
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("perfci", "perfci: provision machines and check what their hardware gives")
-    for flag, dest, kwargs in _OPTIONS:
-        group.addoption(flag, dest=f"perfci_{dest}", **kwargs)
-        parser.addini(f"perfci_{dest}", f"default for {flag} (CLI > PERFCI_{dest.upper()} > this)", default=None)
+    for spec in option_specs():
+        group = parser.getgroup(*_GROUPS[spec.section])
+        group.addoption(*spec.flags, **spec.argparse_kwargs())
+        parser.addini(spec.ini, f"default for {spec.flag} (CLI > {spec.env} > this)", default=None)
 
 
 def _ini_values(config: pytest.Config) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for _, dest, _ in _OPTIONS:
-        value = config.getini(f"perfci_{dest}")
+    for spec in option_specs():
+        value = config.getini(spec.ini)
         if value not in (None, "", []):
-            values[dest] = value
+            values[spec.dest] = value
     values.update(read_pyproject_table(config.rootpath))
     return values
 
@@ -96,7 +71,7 @@ def _ini_values(config: pytest.Config) -> dict[str, Any]:
 def pytest_configure(config: pytest.Config) -> None:
     for doc in markers.MARKERS.values():
         config.addinivalue_line("markers", doc)
-    cli = {dest: config.getoption(f"perfci_{dest}") for _, dest, _ in _OPTIONS}
+    cli = {spec.dest: config.getoption(f"perfci_{spec.dest}") for spec in option_specs()}
     raw_input = getattr(config, "workerinput", {}).get(WorkerInput.KEY)
     worker = WorkerInput.model_validate_json(raw_input) if raw_input is not None else None
     if worker is not None:

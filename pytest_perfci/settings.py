@@ -1,22 +1,38 @@
-"""One model of every perfci setting, merged CLI > environment PERFCI_* > [tool.perfci] / ini.
+"""One model of every perfci setting, and every way to spell one, generated from its fields.
 
-All validation happens here, before any provider is touched, so a typo costs nothing: the first
-line of the error names the bad value, where it came from and what is allowed.
+`Settings` (with its `record` = results, `kops` and `cl2` sections) is the only table of settings.
+Each field carries an :class:`Opt` (flag, environment variable, help, metavar); from these come the
+pytest options and ini keys (plugin.py), the `PERFCI_*` variables and `perfci plan`'s argparse
+options (:func:`add_options`), so a new setting is one field and cannot be forgotten in one of them.
+
+Merged CLI > environment ``PERFCI_*`` > ``[tool.perfci]`` in pyproject.toml > ``perfci_<name>`` ini
+keys. All validation happens here, before any provider is touched, so a typo costs nothing: the
+first line of the error names where the value came from (the flag, the variable or the table key),
+the bad value and what is allowed.
 """
 
 from __future__ import annotations
 
 import getpass
+import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pytest_perfci.models.instance_query import Query, is_query, split_items
 
@@ -43,26 +59,6 @@ def parse_ttl(text: str) -> timedelta:
         raise ValueError(f"{text!r} is too short a TTL; the minimum is 1m (instances need time to boot)")
     return timedelta(seconds=seconds)
 
-# How each field is spelt on the command line, for error messages that point at what the user typed.
-CLI_NAMES = {
-    "provider": "--provider",
-    "instance_type": "--instance-type",
-    "region": "--region",
-    "run_id": "--perfci-run-id",
-    "keep": "--perfci-keep",
-    "results": "--perfci-results",
-    "ami": "--ami",
-    "ttl": "--perfci-ttl",
-    "spot": "--perfci-spot",
-    "ssh_cidr": "--perfci-ssh-cidr",
-    "ssh_user": "--perfci-ssh-user",
-    "root_volume_gb": "--perfci-root-volume-gb",
-    "endpoint_url": "--perfci-endpoint-url",
-    "max_types": "--perfci-max-types",
-    "inventory": "--perfci-inventory",
-    "label": "--perfci-label",
-}
-
 
 def new_run_id() -> str:
     """Sortable and unique enough to tag every resource of one run (EC2 tag values, kops cluster names)."""
@@ -70,36 +66,182 @@ def new_run_id() -> str:
 
 
 def split_types(value: Any) -> Any:
-    """--instance-type is repeatable and comma-separated: ["a,b", "c"] -> ("a", "b", "c")."""
+    """Repeatable and comma-separated options: ["a,b", "c"] -> ("a", "b", "c")."""
     if value is None:
         return ()
     items = [value] if isinstance(value, str) else list(value)
     return tuple(p.strip() for item in items for p in str(item).split(",") if p.strip())
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PERFCI_", extra="ignore", frozen=True)
+@dataclass(frozen=True)
+class Opt:
+    """How a field is spelt outside Python (field metadata: ``Annotated[T, Opt(...)]``).
 
-    provider: str | None = None
-    instance_type: Annotated[tuple[str, ...], NoDecode] = ()
-    region: str | None = None
-    run_id: str = Field(default_factory=new_run_id)
-    owner: str = Field(default_factory=getpass.getuser)
-    keep: bool = False
-    results: Path = Path("perfci-results")
+    `env` defaults to PERFCI_<DEST> and the ini key is always perfci_<dest>, where dest is the
+    field name with its section's prefix. `aliases`/`env_aliases` are older spellings that still work.
+    """
+
+    flag: str
+    help: str
+    metavar: str | None = None
+    env: str | None = None
+    aliases: tuple[str, ...] = ()
+    env_aliases: tuple[str, ...] = ()
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class ResultsSettings(_Section):
+    """Where results go and what judges them (results/plugin.py). `Settings.record`."""
+
+    s3: Annotated[str | None, Opt(
+        "--perfci-s3", "also upload results (NDJSON, matrix) to s3://BUCKET/PREFIX/<run id>/; suites/cl2 "
+        "exports its perfdash tree under the same prefix", "s3://BUCKET/PREFIX",
+        aliases=("--perfci-results-s3",), env_aliases=("PERFCI_RESULTS_S3",))] = None
+    baseline: Annotated[Path | None, Opt(
+        "--perfci-baseline", "baseline file (TOML/JSON: metric, expected, tolerance, direction) judging samples",
+        "FILE")] = None
+    history: Annotated[str | None, Opt(
+        "--perfci-history", "earlier NDJSON results; a sample outside its band of the same instance type and "
+        "metric fails", "DIR|s3://BUCKET/PREFIX")] = None
+    history_k: Annotated[float, Field(gt=0), Opt(
+        "--perfci-history-k", "band half-width in standard deviations (default 3)", "K")] = 3.0
+    history_min: Annotated[int, Field(ge=1), Opt(
+        "--perfci-history-min", "earlier values needed before judging (default 5; fewer: 'too little history')",
+        "N")] = 5
+    history_band: Annotated[Literal["mad", "sigma"], Opt(
+        "--perfci-history-band", "mad: median ± k·1.4826·MAD (default, robust); sigma: mean ± k·stdev",
+        "{mad,sigma}")] = "mad"
+
+    @field_validator("s3")
+    @classmethod
+    def _check_s3(cls, value: str | None) -> str | None:
+        if value is not None:
+            from pytest_perfci.results.s3 import parse_s3_url
+
+            parse_s3_url(value)  # S3UrlError (a ValueError) names the value
+        return value
+
+
+class KopsSettings(_Section):
+    """The kops cluster of ``--provider=kops`` (providers/kops.py). `Settings.kops`."""
+
+    node_size: Annotated[str | None, Opt(
+        "--node-size", "kops worker instance type (default: the first --instance-type)", "TYPE",
+        env="PERFCI_KOPS_NODE_SIZE")] = None
+    nodes: Annotated[int, Field(ge=1), Opt("--nodes", "kops worker node count (default 3)", "N",
+                                           env="PERFCI_KOPS_NODES")] = 3
+    zones: Annotated[tuple[str, ...], Opt("--zones", "comma-separated kops zones (default: <region>a)",
+                                          "ZONE[,ZONE]", env="PERFCI_KOPS_ZONES")] = ()
+    control_plane_size: Annotated[str | None, Opt(
+        "--control-plane-size", "kops control-plane instance type (kops default)", "TYPE",
+        env="PERFCI_KOPS_CONTROL_PLANE_SIZE")] = None
+    k8s_version: Annotated[str | None, Opt("--k8s-version", "Kubernetes version (kops default)", "VERSION",
+                                           env="PERFCI_KOPS_K8S_VERSION")] = None
+    state: Annotated[str | None, Opt(
+        "--perfci-kops-state", "kops state store s3://bucket[/prefix] (default KOPS_STATE_STORE)",
+        "s3://BUCKET[/PREFIX]")] = None
+    networking: Annotated[str | None, Opt("--perfci-kops-networking", "CNI, e.g. cilium (kops default)",
+                                          "CNI")] = None
+    validate_wait: Annotated[str, Opt("--perfci-kops-validate-wait", "how long kops validate may wait "
+                                      "(default 20m)", "DURATION")] = "20m"
+    binary: Annotated[str, Opt("--perfci-kops-binary", "kops executable (default kops on PATH)", "PATH")] = "kops"
+
+    @field_validator("zones", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return split_types(value)
+
+
+class Cl2Settings(_Section):
+    """ClusterLoader2 (suites/cl2). `Settings.cl2`."""
+
+    binary: Annotated[str, Opt("--cl2-binary", "clusterloader2 executable (default clusterloader2)",
+                               "PATH")] = "clusterloader2"
+    testconfig: Annotated[Path | None, Opt(
+        "--cl2-testconfig", "CL2 test config, e.g. perf-tests/clusterloader2/testing/load/config.yaml",
+        "FILE")] = None
+    baseline: Annotated[Path | None, Opt("--cl2-baseline", "baseline file (perfci cl2 judge --json output)",
+                                         "FILE")] = None
+    slo: Annotated[tuple[str, ...], Opt("--cl2-slo", "SLO overrides NAME=VALUE[,NAME=VALUE] (see docs/cl2.md)",
+                                        "NAME=VALUE[,...]")] = ()
+    perfdash_job: Annotated[str, Opt("--perfdash-job", "perfdash job name (logs/<job>/<build>/artifacts; "
+                                     "default perfci-cl2)", "JOB", env="PERFCI_PERFDASH_JOB")] = "perfci-cl2"
+
+    @field_validator("slo", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return split_types(value)
+
+    @field_validator("slo")
+    @classmethod
+    def _check_slo(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if value:
+            from pytest_perfci.checks.cl2 import parse_slo_overrides
+
+            try:
+                parse_slo_overrides(value)  # names an unknown SLO or a bad number
+            except ValueError as exc:  # its message starts with `perfci cl2 judge`'s flag: name ours instead
+                raise ValueError(str(exc).removeprefix("--slo ")) from None
+        return value
+
+
+class Settings(BaseModel):
+    """Every perfci setting of a run; build it with :func:`load_settings` (tests: ``Settings(...)``)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    provider: Annotated[str | None, Opt(
+        "--provider", "where hosts come from: local (default), inventory, ec2 (default when --instance-type "
+        "is given), kops", "NAME")] = None
+    instance_type: Annotated[tuple[str, ...], Opt(
+        "--instance-type", "EC2 instance type(s) to check; repeatable and comma-separated. FAMILY.metal means "
+        "the family's smallest metal size; an attribute query such as 'arch=arm64,metal=true,family=c7g|m7g' "
+        "selects types (its commas bind to it; ';' separates two queries)", "TYPE[,TYPE]")] = ()
+    region: Annotated[str | None, Opt("--region", "AWS region, e.g. us-east-1", "REGION")] = None
+    run_id: Annotated[str, Opt("--perfci-run-id", "id tagged on every created resource (default: generated, "
+                               "perfci-YYYYmmdd-HHMMSS-xxxxxx)", "ID")] = Field(default_factory=new_run_id)
+    owner: Annotated[str, Opt("--perfci-owner", "perfci:owner tag of created resources (default: the login "
+                              "name)", "NAME")] = Field(default_factory=getpass.getuser)
+    keep: Annotated[bool, Opt("--perfci-keep", "do not tear down; print how to reach and later reap what "
+                              "was kept")] = False
+    results: Annotated[Path, Opt("--perfci-results", "directory for results (default perfci-results)",
+                                 "DIR")] = Path("perfci-results")
     # EC2 provider
-    ami: Annotated[tuple[str, ...], NoDecode] = ()
-    ttl: timedelta = timedelta(hours=2)
-    spot: bool = False
-    ssh_cidr: str | None = None
-    ssh_user: str | None = None
-    root_volume_gb: int = Field(default=30, ge=8, le=16384)
-    endpoint_url: str | None = None
+    ami: Annotated[tuple[str, ...], Opt(
+        "--ami", "AMI to boot instead of the per-architecture default; repeatable, e.g. arm64=ami-...",
+        "[ARCH=]AMI")] = ()
+    ttl: Annotated[timedelta, Opt("--perfci-ttl", "self-destruct window of created instances (default 2h; "
+                                  "e.g. 90m, 1h30m)", "DURATION")] = timedelta(hours=2)
+    spot: Annotated[bool, Opt("--perfci-spot", "ask for spot capacity, falling back to on-demand")] = False
+    ssh_cidr: Annotated[str | None, Opt(
+        "--perfci-ssh-cidr", "who may reach created instances over SSH (default: this machine's address /32; "
+        "never 0.0.0.0/0 unless given)", "CIDR")] = None
+    ssh_user: Annotated[str | None, Opt("--perfci-ssh-user", "login user (default: by AMI, ubuntu or ec2-user)",
+                                        "USER")] = None
+    root_volume_gb: Annotated[int, Field(ge=8, le=16384), Opt(
+        "--perfci-root-volume-gb", "encrypted root volume size (default 30)", "GB")] = 30
+    endpoint_url: Annotated[str | None, Opt(
+        "--perfci-endpoint-url", "AWS endpoint override (tests: a local moto server); default AWS_ENDPOINT_URL "
+        "or AWS itself", "URL")] = None
     # most types one attribute query may select (models/instance_query.py)
-    max_types: int = Field(default=8, ge=1, le=1000)
+    max_types: Annotated[int, Field(ge=1, le=1000), Opt(
+        "--perfci-max-types", "most instance types one attribute query may select (default 8); more is an "
+        "error before anything is created", "N")] = 8
     # inventory provider
-    inventory: Path | None = None
-    label: Annotated[tuple[str, ...], NoDecode] = ()
+    inventory: Annotated[Path | None, Opt("--perfci-inventory", "lab hosts for --provider=inventory (TOML or "
+                                          "YAML)", "FILE")] = None
+    label: Annotated[tuple[str, ...], Opt("--perfci-label", "select inventory hosts carrying all these labels",
+                                          "LABEL[,LABEL]")] = ()
+    # sections
+    record: ResultsSettings = ResultsSettings()
+    kops: KopsSettings = KopsSettings()
+    cl2: Cl2Settings = Cl2Settings()
+
+    # dest -> where its value came from ("--region", "PERFCI_REGION", "[tool.perfci] region")
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @field_validator("provider")
     @classmethod
@@ -209,36 +351,124 @@ class Settings(BaseSettings):
         """Instance types imply EC2; otherwise the embedded default is this machine."""
         return self.provider or ("ec2" if self.instance_types else "local")
 
+    def origin(self, dest: str) -> str:
+        """How the user spelt the setting `dest` (for errors found after loading, e.g. an unreadable file)."""
+        return self._origins.get(dest) or spec_of(dest).flag
 
-class _MappingSource(PydanticBaseSettingsSource):
-    """Lowest-priority source: [tool.perfci] in pyproject.toml and perfci_* ini keys."""
 
-    def __init__(self, settings_cls: type[BaseSettings], values: Mapping[str, Any]) -> None:
-        super().__init__(settings_cls)
-        self._values = dict(values)
+# --- the spellings, generated from the fields ---------------------------------------------------------
 
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return self._values.get(field_name), field_name, False
+# section attribute -> prefix of its dests (ini perfci_<dest>, env PERFCI_<DEST>); results keep short names
+SECTIONS: dict[str, str] = {"record": "", "kops": "kops_", "cl2": "cl2_"}
 
-    def __call__(self) -> dict[str, Any]:
-        return {k: v for k, v in self._values.items() if v not in (None, "", ())}
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One setting as the outside world sees it."""
+
+    path: tuple[str, ...]  # ("region",) or ("kops", "node_size")
+    dest: str  # unique flat name: argparse dest perfci_<dest>, ini key perfci_<dest>, [tool.perfci] key
+    opt: Opt
+    kind: Literal["value", "list", "flag"]
+    section: str  # "" for the run options, else the section attribute
+
+    @property
+    def flag(self) -> str:
+        return self.opt.flag
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return (self.opt.flag, *self.opt.aliases)
+
+    @property
+    def env(self) -> str:
+        return self.opt.env or f"PERFCI_{self.dest.upper()}"
+
+    @property
+    def envs(self) -> tuple[str, ...]:
+        return (self.env, *self.opt.env_aliases)
+
+    @property
+    def ini(self) -> str:
+        return f"perfci_{self.dest}"
+
+    def argparse_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments shared by pytest's addoption and argparse's add_argument."""
+        help_text = f"{self.opt.help} (env {', '.join(self.envs)})"
+        kwargs: dict[str, Any] = {"dest": f"perfci_{self.dest}", "default": None, "help": help_text}
+        if self.kind == "flag":
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["metavar"] = self.opt.metavar
+            if self.kind == "list":
+                kwargs["action"] = "append"
+        return kwargs
+
+
+def _kind(annotation: Any) -> Literal["value", "list", "flag"]:
+    if annotation is bool:
+        return "flag"
+    if get_origin(annotation) is tuple:
+        return "list"
+    return "value"
+
+
+def _specs_of(model: type[BaseModel], section: str, prefix: str) -> Iterator[OptionSpec]:
+    for name, info in model.model_fields.items():
+        opt = next((m for m in info.metadata if isinstance(m, Opt)), None)
+        if opt is None:
+            continue
+        path = (section, name) if section else (name,)
+        yield OptionSpec(path, prefix + name, opt, _kind(info.annotation), section)
+
+
+@cache
+def option_specs() -> tuple[OptionSpec, ...]:
+    """Every setting: the run options first, then each section's, in field order."""
+    specs = list(_specs_of(Settings, "", ""))
+    for section, prefix in SECTIONS.items():
+        model = Settings.model_fields[section].annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        specs.extend(_specs_of(model, section, prefix))
+    return tuple(specs)
+
+
+@cache
+def _by_path() -> dict[tuple[str, ...], OptionSpec]:
+    return {s.path: s for s in option_specs()}
+
+
+def spec_of(dest: str) -> OptionSpec:
+    return next(s for s in option_specs() if s.dest == dest)
+
+
+def add_options(add: Callable[..., Any], sections: tuple[str, ...] | None = None) -> list[OptionSpec]:
+    """Call `add(*flags, **kwargs)` (pytest's group.addoption or argparse's add_argument) per setting.
+
+    `sections`: which to add ("" = the run options); all by default. Returns the specs added.
+    """
+    added = [s for s in option_specs() if sections is None or s.section in sections]
+    for spec in added:
+        add(*spec.flags, **spec.argparse_kwargs())
+    return added
 
 
 class SettingsError(ValueError):
     """A setting is wrong; str() is a message whose first line says which value and what is allowed."""
 
 
-def _where(field: str, cli: Mapping[str, Any], env: Mapping[str, str]) -> str:
-    if field in cli:
-        return CLI_NAMES.get(field, field)
-    env_name = "PERFCI_" + field.upper()
-    if env_name in env:
-        return env_name
-    return f"[tool.perfci] {field}"
+def _given(value: Any) -> bool:
+    return value is not None and value != "" and value != [] and value != ()
 
 
-def _field_of(loc: tuple[Any, ...]) -> str:
-    return str(loc[0]) if loc else ""
+def _message(err: Any, model_fields: Any = None) -> str:
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "literal_error":
+        allowed = ", ".join(str(a) for a in get_args(model_fields)) if model_fields else msg
+        return f"{err['input']!r} is not allowed; choose one of: {allowed}"
+    if err["type"] != "value_error":
+        return f"{err.get('input')!r}: {msg[0].lower()}{msg[1:]}"
+    return msg
 
 
 def load_settings(
@@ -246,41 +476,49 @@ def load_settings(
     ini: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Merge the three sources; raise SettingsError naming the offending value and its origin."""
-    import os
-
-    ini_values = dict(ini or {})
-    cli_values = {k: v for k, v in cli.items() if v is not None}
-
-    class _Sourced(Settings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return init_settings, env_settings, _MappingSource(settings_cls, ini_values)
-
+    """Merge CLI > environment > [tool.perfci]/ini (all keyed by dest); raise SettingsError naming the
+    offending value and the exact spelling it came from (flag, variable or table key)."""
+    environ = os.environ if env is None else env
+    ini = ini or {}
+    nested: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for spec in option_specs():
+        value: Any = None
+        if _given(cli.get(spec.dest)):
+            value, origins[spec.dest] = cli[spec.dest], spec.flag
+        elif (name := next((e for e in spec.envs if environ.get(e)), None)) is not None:
+            value, origins[spec.dest] = environ[name], name
+        elif _given(ini.get(spec.dest)):
+            value, origins[spec.dest] = ini[spec.dest], f"[tool.perfci] {spec.dest}"
+        else:
+            continue
+        target = nested.setdefault(spec.path[0], {}) if len(spec.path) == 2 else nested
+        target[spec.path[-1]] = value
     try:
-        sourced = _Sourced(**cli_values)
+        settings = Settings.model_validate(nested)
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = _field_of(tuple(err["loc"]))
-        where = _where(field, cli, os.environ if env is None else env)
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        if not field:
-            where = "perfci"
-        elif err["type"] != "value_error":
-            msg = f"{err.get('input')!r}: {msg[0].lower()}{msg[1:]}"
-        raise SettingsError(f"{where}: {msg}") from None
-    return Settings.model_construct(**sourced.model_dump())
+        loc = tuple(str(p) for p in err["loc"])
+        spec = _by_path().get(loc[:2]) or _by_path().get(loc[:1])
+        if spec is None:  # a check across fields (the model validator)
+            raise SettingsError(f"perfci: {str(err['msg']).removeprefix('Value error, ')}") from None
+        annotation = _annotation(spec)
+        literal = annotation if get_origin(annotation) is Literal else None
+        raise SettingsError(f"{origins.get(spec.dest, spec.flag)}: {_message(err, literal)}") from None
+    settings._origins.update(origins)
+    return settings
+
+
+def _annotation(spec: OptionSpec) -> Any:
+    model: Any = Settings
+    for part in spec.path[:-1]:
+        model = Settings.model_fields[part].annotation
+    return model.model_fields[spec.path[-1]].annotation
 
 
 def read_pyproject_table(rootdir: Path) -> dict[str, Any]:
-    """[tool.perfci] of the project's pyproject.toml, keys spelt with '-' or '_'."""
+    """[tool.perfci] of the project's pyproject.toml by dest: keys spelt with '-' or '_'; a section may
+    also be a sub-table ([tool.perfci.kops] nodes = 3 is kops_nodes)."""
     import tomllib
 
     path = rootdir / "pyproject.toml"
@@ -288,4 +526,12 @@ def read_pyproject_table(rootdir: Path) -> dict[str, Any]:
         return {}
     with path.open("rb") as fh:
         table = tomllib.load(fh).get("tool", {}).get("perfci", {})
-    return {str(k).replace("-", "_"): v for k, v in table.items()}
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        key = str(key).replace("-", "_")
+        prefix = SECTIONS.get("record" if key == "results" and isinstance(value, dict) else key)
+        if isinstance(value, dict) and prefix is not None:
+            out.update({prefix + str(k).replace("-", "_"): v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out

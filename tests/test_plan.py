@@ -19,8 +19,7 @@ from botocore.stub import Stubber
 
 from pytest_perfci import plan as planning
 from pytest_perfci.cli import build_parser, main
-from pytest_perfci.plugin import _OPTIONS
-from pytest_perfci.settings import Settings
+from pytest_perfci.settings import Settings, option_specs
 from tests.moto_server import MotoServer
 
 AL2023_X86 = "ami-0d27e0fb3bac4d724"  # what moto's SSM serves for the AL2023 x86_64 parameter
@@ -319,8 +318,10 @@ def test_cli_plan_without_instance_types_has_nothing_to_pay_for(capsys: pytest.C
 def test_plan_accepts_every_pytest_perfci_option() -> None:
     """The same options as `pytest`: each one parses under `perfci plan` into the same dest."""
     parser = build_parser()
-    for flag, dest, kwargs in _OPTIONS:
-        argv = ["plan", flag] if kwargs.get("action") == "store_true" else ["plan", flag, "x"]
+    run_options = [s for s in option_specs() if s.section == ""]
+    assert {s.flag for s in run_options} >= {"--provider", "--instance-type", "--region", "--perfci-ttl"}
+    for spec in run_options:
+        argv = ["plan", spec.flag] if spec.kind == "flag" else ["plan", spec.flag, "x"]
         args = parser.parse_args(argv)
-        value = getattr(args, f"perfci_{dest}")
-        assert value in (True, "x", ["x"]), (flag, value)
+        value = getattr(args, f"perfci_{spec.dest}")
+        assert value in (True, "x", ["x"]), (spec.flag, value)

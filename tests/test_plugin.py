@@ -52,7 +52,7 @@ def test_markers_are_registered_and_documented(pytester: pytest.Pytester) -> Non
         (["--region=moon-1"], "ERROR: --region: 'moon-1' is not an AWS region name*"),
         (["--perfci-run-id=x"], "ERROR: --perfci-run-id: 'x' is not a valid run id*"),
         (["--provider=local", "--instance-type=c7g.metal"], "ERROR: perfci: --provider=local runs on this machine*"),
-        (["--provider=kops"], "ERROR: --provider=kops: not available in this version of pytest-perfci*"),
+        (["--provider=kops"], "ERROR: --provider=kops needs a node size: --node-size TYPE or --instance-type TYPE"),
         (["--instance-type=c7g.metal"], "ERROR: perfci: no AWS region: pass --region or set AWS_DEFAULT_REGION"),
     ],
 )

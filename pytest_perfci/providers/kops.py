@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,7 +47,8 @@ from pytest_perfci.cleanup.reaper import (
 )
 from pytest_perfci.cleanup.signals import shielded
 from pytest_perfci.procs import stop_process
-from pytest_perfci.providers.base import Provider, Target, TargetUnavailable
+from pytest_perfci.providers.base import Provider, ProviderContext, Target, TargetUnavailable
+from pytest_perfci.settings import Settings
 
 TAG_KOPS_STATE = "perfci:kops-state"
 # kops tags every instance it creates with the cluster's name.
@@ -205,6 +206,29 @@ def perfci_tags(run_id: str, owner: str, ttl: timedelta, state: str, suite: str 
     owner = "".join(c if c.isalnum() or c in "-_.@" else "-" for c in owner) or "-"
     return {TAG_RUN_ID: run_id, TAG_OWNER: owner, TAG_EXPIRES: expires, TAG_SUITE: suite,
             TAG_KOPS_STATE: state}
+
+
+def kops_config(settings: Settings, env: Mapping[str, str] | None = None) -> KopsConfig:
+    """KopsConfig from the settings' kops section, with its documented fallbacks (node size: the first
+    --instance-type; state: KOPS_STATE_STORE; zones: <region>a); raises ValueError naming what is missing."""
+    env = os.environ if env is None else env
+    opts = settings.kops
+    node_size = opts.node_size or (settings.instance_types[0] if settings.instance_types else None)
+    if not node_size:
+        raise ValueError("--provider=kops needs a node size: --node-size TYPE or --instance-type TYPE")
+    state = state_store(opts.state, dict(env))
+    if not state:
+        raise ValueError("--provider=kops needs a state store: --perfci-kops-state s3://bucket or KOPS_STATE_STORE")
+    region = settings.region or env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION")
+    zones = opts.zones or ((f"{region}a",) if region else ())
+    if not zones:
+        raise ValueError("--provider=kops needs zones: --zones us-east-1a[,...] or --region")
+    return KopsConfig(
+        name=cluster_name(settings.run_id), state=state, zones=zones, node_count=opts.nodes, node_size=node_size,
+        control_plane_size=opts.control_plane_size, kubernetes_version=opts.k8s_version,
+        networking=opts.networking, tags=perfci_tags(settings.run_id, settings.owner, settings.ttl, state),
+        kops=opts.binary, validate_wait=opts.validate_wait,
+    )
 
 
 # --- the handle a test gets -----------------------------------------------------------------------
@@ -498,10 +522,11 @@ class KopsProvider(Provider):
             raise ValueError(f"--perfci-kops-state {self.config.state!r}: expected s3://bucket[/prefix]")
 
     @classmethod
-    def from_settings(cls, settings: Any, context: Any) -> KopsProvider:
-        """Without the suite's hook (suites/cl2/conftest.py) there is no cluster configuration yet."""
-        raise ValueError("--provider=kops: not available in this version of pytest-perfci without suites/cl2; "
-                         "available: local, inventory, ec2")
+    def from_settings(cls, settings: Settings, context: ProviderContext) -> KopsProvider:
+        """The cluster of `settings.kops`; every missing piece is a one-line error naming the option."""
+        ledger = Ledger(settings.results / "ledger.jsonl")
+        return cls(kops_config(settings), run_id=settings.run_id, ledger=ledger,
+                   workdir=settings.results / settings.run_id, region=settings.region, progress=context.progress)
 
     @property
     def region(self) -> str | None:

@@ -10,7 +10,6 @@ when it is recorded, and a passing test whose samples regressed fails with the v
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Generator
 from contextlib import nullcontext
@@ -75,29 +74,6 @@ ITEM_KEY = pytest.StashKey[dict[str, Any]]()
 RECORDER_KEY = pytest.StashKey["Recorder"]()
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("perfci")
-    group.addoption("--perfci-s3", dest="perfci_s3", metavar="s3://BUCKET/PREFIX",
-                    help="also upload results (NDJSON, matrix) to s3://BUCKET/PREFIX/<run id>/ (env PERFCI_S3)")
-    group.addoption("--perfci-baseline", dest="perfci_baseline", metavar="FILE",
-                    help="baseline file (TOML/JSON: metric, expected, tolerance, direction) judging samples "
-                         "(env PERFCI_BASELINE)")
-    group.addoption("--perfci-history", dest="perfci_history", metavar="DIR|s3://BUCKET/PREFIX",
-                    help="earlier NDJSON results; a sample outside its band of the same instance type and "
-                         "metric fails (env PERFCI_HISTORY)")
-    group.addoption("--perfci-history-k", dest="perfci_history_k", type=float, default=None, metavar="K",
-                    help="band half-width in standard deviations (default 3)")
-    group.addoption("--perfci-history-min", dest="perfci_history_min", type=int, default=None, metavar="N",
-                    help="earlier values needed before judging (default 5; fewer: 'too little history')")
-    group.addoption("--perfci-history-band", dest="perfci_history_band", choices=("mad", "sigma"), default=None,
-                    help="mad: median ± k·1.4826·MAD (default, robust); sigma: mean ± k·stdev")
-
-
-def _opt(config: pytest.Config, name: str) -> Any:
-    value = config.getoption(f"perfci_{name}")
-    return value if value not in (None, "") else os.environ.get(f"PERFCI_{name.upper()}") or None
-
-
 @pytest.hookimpl(trylast=True)  # after pytest_perfci.plugin stashed the settings
 def pytest_configure(config: pytest.Config) -> None:
     settings = config.stash.get(SETTINGS_KEY, None)
@@ -110,32 +86,24 @@ def pytest_configure(config: pytest.Config) -> None:
         git_commit=git_commit(config.rootpath), allure=allure_mod.active(config),
         endpoint_url=settings.endpoint_url, region=settings.region,
     )
-    s3_url = _opt(config, "s3")
-    if s3_url:
+    opts = settings.record  # options (and their env/ini spellings) come from the Settings model
+    state.s3_url = opts.s3  # validated as an s3:// URL with the settings
+    if opts.baseline is not None:
         try:
-            s3.parse_s3_url(s3_url)
-        except s3.S3UrlError as exc:
-            raise pytest.UsageError(f"--perfci-s3: {exc}") from None
-        state.s3_url = s3_url
-    baseline = _opt(config, "baseline")
-    if baseline:
-        try:
-            state.baselines = load_baselines(Path(baseline))
+            state.baselines = load_baselines(opts.baseline)
         except BaselineError as exc:
-            raise pytest.UsageError(f"--perfci-baseline: {exc}") from None
-    source = _opt(config, "history")
+            raise pytest.UsageError(f"{settings.origin('baseline')}: {exc}") from None
+    source = opts.history
     if source:
         try:
             state.history = load_history(
                 source, endpoint_url=settings.endpoint_url, region=settings.region, exclude_run=settings.run_id,
-                k=config.getoption("perfci_history_k") or 3.0,
-                min_history=config.getoption("perfci_history_min") or 5,
-                method=config.getoption("perfci_history_band") or "mad",
+                k=opts.history_k, min_history=opts.history_min, method=opts.history_band,
             )
         except (ResultsFormatError, s3.S3UrlError, ValueError) as exc:
-            raise pytest.UsageError(f"--perfci-history: {exc}") from None
+            raise pytest.UsageError(f"{settings.origin('history')}: {exc}") from None
         except s3.S3_ERRORS as exc:  # S3 unreachable, no credentials, no such bucket: say so before spending
-            raise pytest.UsageError(f"--perfci-history {source}: cannot read: {exc}") from None
+            raise pytest.UsageError(f"{settings.origin('history')} {source}: cannot read: {exc}") from None
         state.history_source = source
     config.stash[STATE_KEY] = state
     if state.allure:  # every process that writes Allure files (xdist workers too) scrubs as it writes
