@@ -52,9 +52,13 @@ class Series(BaseModel):
 def build_series(records: Iterable[ResultRecord], *, k: float = DEFAULT_K, min_history: int = DEFAULT_MIN,
                  method: Method = "mad") -> list[Series]:
     groups: dict[tuple[str, str], list[ResultRecord]] = defaultdict(list)
+    seen: set[tuple[str, str, str, str, datetime]] = set()  # the same run read twice (local copy and S3)
     for r in records:
         if r.kind == "measurement" and r.value is not None and r.verdict != "unavailable":
-            groups[(r.name, r.infrastructure.key)].append(r)
+            once = (r.run_id, r.name, r.infrastructure.key, r.test, r.recorded_at)
+            if once not in seen:
+                seen.add(once)
+                groups[(r.name, r.infrastructure.key)].append(r)
     out = []
     for (metric, where), recs in sorted(groups.items()):
         recs.sort(key=lambda r: r.recorded_at)
