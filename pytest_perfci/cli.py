@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cl2(sub)
     _add_matrix(sub)
     _add_report(sub)
+    _add_export(sub)
     _add_plan(sub)
     return parser
 
@@ -72,6 +73,12 @@ def _add_matrix(sub: Any) -> None:
 
 def _add_report(sub: Any) -> None:
     from pytest_perfci.results.report import add_parser
+
+    add_parser(sub)
+
+
+def _add_export(sub: Any) -> None:
+    from pytest_perfci.results.export import add_parser
 
     add_parser(sub)
 
