@@ -78,7 +78,8 @@ class Price:
 
 
 class PriceSource(Protocol):
-    description: str
+    @property
+    def description(self) -> str: ...
 
     def price(self, region: str, instance_type: str) -> Price: ...
 

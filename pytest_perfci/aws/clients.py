@@ -11,12 +11,15 @@ from __future__ import annotations
 import ipaddress
 import os
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:  # boto3 is imported on first use: loading the plugin must stay cheap for every run
     import boto3
     from botocore.config import Config
+    from types_boto3_ec2 import EC2Client
+    from types_boto3_s3 import S3Client
+    from types_boto3_ssm import SSMClient
 
 
 @cache
@@ -60,6 +63,16 @@ def session(region: str | None = None) -> boto3.Session:
     return sess
 
 
+@overload
+def client(sess: boto3.Session, service: Literal["ec2"], endpoint_url: str | None = None) -> EC2Client: ...
+@overload
+def client(sess: boto3.Session, service: Literal["s3"], endpoint_url: str | None = None) -> S3Client: ...
+@overload
+def client(sess: boto3.Session, service: Literal["ssm"], endpoint_url: str | None = None) -> SSMClient: ...
+@overload
+def client(sess: boto3.Session, service: str, endpoint_url: str | None = None) -> Any: ...
+
+
 def client(sess: boto3.Session, service: str, endpoint_url: str | None = None) -> Any:
     """A client with adaptive retries; endpoint from the argument, else AWS_ENDPOINT_URL (boto3 reads it)."""
     url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
@@ -67,9 +80,10 @@ def client(sess: boto3.Session, service: str, endpoint_url: str | None = None) -
         raise RealEndpointRefused(
             f"refusing endpoint {url or 'AWS default'} for {service}: PERFCI_LOCAL_ONLY=1 allows loopback only"
         )
-    return sess.client(service, endpoint_url=url, config=retry_config())
+    # `service` is any service name here; the overloads above give callers the typed client of ec2/s3/ssm.
+    return sess.client(service, endpoint_url=url, config=retry_config())  # type: ignore[call-overload]
 
 
-def s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any:
+def s3_client(endpoint_url: str | None = None, region: str | None = None) -> S3Client:
     """The S3 client of results upload/history and the perfdash export (region as boto3 defaults it)."""
     return client(session(region), "s3", endpoint_url=endpoint_url)

@@ -22,11 +22,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_perfci.checks.cl2 import JUNIT, Report, parse_report_name, read_report
 from pytest_perfci.models.s3url import parse_s3_url
 from pytest_perfci.procs import stop_process
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 Emit = Callable[[str], None]
 
@@ -223,7 +226,7 @@ def export_perfdash(
     return artifacts
 
 
-def upload_tree(root: Path, url: str, s3: Any, only: Path | None = None) -> list[str]:
+def upload_tree(root: Path, url: str, s3: S3Client, only: Path | None = None) -> list[str]:
     """Upload every file under ``root`` (or under ``only``, a subtree of it) to s3://bucket/prefix/<rel>."""
     bucket, prefix = parse_s3_url(url)
     keys = []

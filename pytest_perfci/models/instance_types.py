@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -57,7 +58,7 @@ class InstanceTypeInfo(BaseModel):
     vendor: str = ""  # intel | amd | aws (Graviton): ProcessorInfo.Manufacturer, else vendor_from_family
 
     @classmethod
-    def from_api(cls, item: dict[str, Any]) -> InstanceTypeInfo | None:
+    def from_api(cls, item: Mapping[str, Any]) -> InstanceTypeInfo | None:
         """From one DescribeInstanceTypes item; None for types we cannot run (i386-only, Mac)."""
         archs = item.get("ProcessorInfo", {}).get("SupportedArchitectures", [])
         arch: Literal["x86_64", "arm64"] | None = (

@@ -74,6 +74,12 @@ def read_text(path: str, limit: int = MAX_FILE) -> str | None:
         return None
 
 
+def _os_error(exc: OSError) -> str:
+    """`EBUSY: Device or resource busy`: the errno name the kernel docs use, then the text."""
+    code = errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno is not None else "?"
+    return f"{code}: {exc.strerror}"
+
+
 def first_cpu_block(text: str) -> str:
     block = text.split("\n\n", 1)[0]
     return block + "\n"
@@ -212,7 +218,7 @@ class Tree:
         try:
             os.mkdir(path)
         except OSError as exc:
-            return {"ok": False, "error": f"{errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror}",
+            return {"ok": False, "error": _os_error(exc),
                     "last_cmd_status": read_text(self.path("info", "last_cmd_status"))}
         if self.synthetic:
             self._populate(path, mon)
@@ -231,13 +237,13 @@ class Tree:
             else:
                 os.rmdir(path)  # resctrl removes a group with its kernel files; tasks return to the parent
         except OSError as exc:
-            return {"ok": False, "error": f"{errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror}"}
+            return {"ok": False, "error": _os_error(exc)}
         return {"ok": True, "error": None, "existed": True}
 
     def write(self, group: str, name: str, text: str) -> dict:
         self._require_tree()
         path = self.path(group, name)
-        result = {"ok": True, "error": None}
+        result: dict[str, object] = {"ok": True, "error": None}
         try:
             if self.synthetic:
                 self._synthetic_write(path, name, text)
@@ -248,7 +254,7 @@ class Tree:
                 finally:
                     os.close(fd)
         except OSError as exc:
-            result = {"ok": False, "error": f"{errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror}"}
+            result = {"ok": False, "error": _os_error(exc)}
         result["last_cmd_status"] = read_text(self.path("info", "last_cmd_status"))
         result["readback"] = read_text(path)
         return result
@@ -465,8 +471,9 @@ def cmd_gather(tree: Tree, mount_if_needed: bool) -> dict:
     }
     mounted_here = False
     if not doc["mounted_before"] and mount_if_needed and not tree.synthetic:
-        doc["mount"] = tree.mount()
-        mounted_here = bool(doc["mount"]["mounted_by_probe"])
+        mount = tree.mount()
+        doc["mount"] = mount
+        mounted_here = bool(mount["mounted_by_probe"])
     try:
         if tree.mounted():
             doc["files"] = tree.files()

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_perfci.aws.clients import s3_client
 from pytest_perfci.models.s3url import S3UrlError, is_s3_url, parse_s3_url
 from pytest_perfci.results.model import ResultRecord, parse_ndjson
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 __all__ = ["S3UrlError", "is_s3_url", "join_key", "parse_s3_url", "read_prefix", "s3_client", "upload"]
 
@@ -33,7 +36,7 @@ def join_key(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p.strip("/"))
 
 
-def upload(files: Iterable[Path], url: str, run_id: str, client: Any) -> list[str]:
+def upload(files: Iterable[Path], url: str, run_id: str, client: S3Client) -> list[str]:
     """Upload files to s3://bucket/prefix/<run_id>/<name>; returns the s3:// URLs written."""
     bucket, prefix = parse_s3_url(url)
     written = []
@@ -47,7 +50,7 @@ def upload(files: Iterable[Path], url: str, run_id: str, client: Any) -> list[st
     return written
 
 
-def read_prefix(url: str, client: Any) -> list[ResultRecord]:
+def read_prefix(url: str, client: S3Client) -> list[ResultRecord]:
     """Every record of every *.ndjson object under s3://bucket/prefix."""
     bucket, prefix = parse_s3_url(url)
     records: list[ResultRecord] = []

@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
 from pytest_perfci.models.instance_types import InstanceTypeInfo
+
+if TYPE_CHECKING:
+    from types_boto3_ec2 import EC2Client
+    from types_boto3_ec2.type_defs import ImageTypeDef
+    from types_boto3_ssm import SSMClient
 
 SSM_DEFAULTS = {
     "x86_64": "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64",
@@ -81,12 +86,12 @@ def parse_overrides(values: tuple[str, ...] | list[str]) -> dict[str | None, str
 class AmiResolver:
     """Picks and verifies the image for each instance type (cached per image and per arch)."""
 
-    def __init__(self, ec2: Any, ssm: Any, overrides: tuple[str, ...] = (), ssh_user: str | None = None) -> None:
+    def __init__(self, ec2: EC2Client, ssm: SSMClient, overrides: tuple[str, ...] = (), ssh_user: str | None = None) -> None:
         self.ec2 = ec2
         self.ssm = ssm
         self.overrides = parse_overrides(overrides)
         self.ssh_user = ssh_user
-        self._images: dict[str, dict[str, Any]] = {}
+        self._images: dict[str, ImageTypeDef] = {}
         self._lock = threading.Lock()
 
     def _source(self, arch: str) -> tuple[str, str]:
@@ -105,7 +110,7 @@ class AmiResolver:
             ) from None
         return value, param
 
-    def _describe(self, ami: str, source: str) -> dict[str, Any]:
+    def _describe(self, ami: str, source: str) -> ImageTypeDef:
         with self._lock:
             if ami not in self._images:
                 try:

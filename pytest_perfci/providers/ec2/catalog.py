@@ -7,9 +7,12 @@ costs one listing, not eight calls, and an unknown name is answered with the clo
 from __future__ import annotations
 
 import threading
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pytest_perfci.models.instance_types import InstanceTypeInfo, UnknownInstanceType, closest_names
+
+if TYPE_CHECKING:
+    from types_boto3_ec2 import EC2Client
 
 
 class Catalog:
@@ -22,7 +25,7 @@ class Catalog:
     # (endpoint, region) -> types offered in the region (DescribeInstanceTypeOfferings), for queries.
     _offered: ClassVar[dict[tuple[str, str], frozenset[str]]] = {}
 
-    def __init__(self, ec2: Any) -> None:
+    def __init__(self, ec2: EC2Client) -> None:
         self.ec2 = ec2
         self.region: str = ec2.meta.region_name
         self._key = (str(ec2.meta.endpoint_url), self.region)

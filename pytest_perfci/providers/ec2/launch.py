@@ -18,13 +18,16 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError, WaiterError
 
 from pytest_perfci.cleanup.ledger import Ledger
 from pytest_perfci.providers.base import TargetUnavailable
 from pytest_perfci.providers.ec2.network import tag_spec
+
+if TYPE_CHECKING:
+    from types_boto3_ec2 import EC2Client
 
 Progress = Callable[[str], None]
 
@@ -158,7 +161,7 @@ def _message(e: ClientError) -> str:
 
 
 def launch(
-    ec2: Any,
+    ec2: EC2Client,
     ledger: Ledger,
     spec: LaunchSpec,
     *,
@@ -207,7 +210,7 @@ def user_data_b64(text: str) -> str:
 
 
 def wait_running(
-    ec2: Any,
+    ec2: EC2Client,
     instances: dict[str, str],
     *,
     progress: Progress = print,
@@ -243,9 +246,9 @@ def wait_running(
                           f"{names} did not reach running: {e.last_response.get('Error', {}) or e}") from None
     finally:
         ec2.meta.events.unregister("after-call.ec2.DescribeInstances", unique_id=hook_id)
-    described = {}
+    described: dict[str, dict[str, Any]] = {}
     resp = ec2.describe_instances(InstanceIds=sorted(instances))
     for res in resp["Reservations"]:
         for inst in res["Instances"]:
-            described[inst["InstanceId"]] = inst
+            described[inst["InstanceId"]] = cast("dict[str, Any]", inst)  # a plain dict at run time
     return described
