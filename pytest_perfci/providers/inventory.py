@@ -59,7 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pytest_perfci.hosts.base import Host
 from pytest_perfci.hosts.result import HostError
 from pytest_perfci.hosts.ssh import SSHHost
-from pytest_perfci.providers.base import Provider, ProviderContext, Target
+from pytest_perfci.providers.base import Provider, ProviderContext, Target, WorkerHandle
 from pytest_perfci.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -581,14 +581,14 @@ class InventoryProvider(Provider):
             raise
         return host
 
-    def export(self, target: Target) -> dict[str, Any]:
+    def export(self, target: Target) -> WorkerHandle:
         """Lock the host here (the xdist controller) and tell workers which one it is."""
         self.acquire(target)
-        return {"name": target.name}
+        return WorkerHandle(target=target.name)
 
-    def attach(self, target: Target, handle: dict[str, Any]) -> Host:
+    def attach(self, target: Target, handle: WorkerHandle) -> Host:
         """A worker's own connection to a host whose lock the controller holds and will release."""
-        return self.inventory.host(str(handle["name"])).ssh_host()
+        return self.inventory.host(handle.target).ssh_host()
 
     # -- locking ------------------------------------------------------------------------------------
 
