@@ -17,8 +17,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_perfci.checks import cl2 as cl2_checks
+from pytest_perfci.checks import resctrl as resctrl_checks
 from pytest_perfci.checks.perf_stat import PerfStat, PerfStatParseError, parse_perf_stat
 from pytest_perfci.checks.pmc import PmcContext, Status, Verdict, judge_perf_stat, trustworthy
+from pytest_perfci.collect.cl2 import load_report
 from pytest_perfci.models.cpuinfo import parse_cpuinfo
 from pytest_perfci.models.facts import Facts  # the one place that knows what a core PMU is
 from pytest_perfci.models.procfs import parse_filesystems
@@ -454,20 +457,18 @@ def _read_tree(root: Path) -> dict[str, str]:
 
 
 def _resctrl_judge(args: argparse.Namespace) -> int:
-    from pytest_perfci.checks import resctrl as r
-
     try:
         cpu = parse_cpuinfo(_read(args.cpuinfo)) if args.cpuinfo else None
         fs = parse_filesystems(_read(args.filesystems)) if args.filesystems else None
-        config = r.parse_kernel_config(_read(args.kernel_config)) if args.kernel_config else None
-        tree = r.parse_tree(_read_tree(Path(args.tree))) if args.tree else None
+        config = resctrl_checks.parse_kernel_config(_read(args.kernel_config)) if args.kernel_config else None
+        tree = resctrl_checks.parse_tree(_read_tree(Path(args.tree))) if args.tree else None
     except OSError as exc:
         print(f"perfci resctrl judge: {exc.strerror and f'{exc.filename}: {exc.strerror}' or exc}", file=sys.stderr)
         return 2
     if cpu is None and fs is None and tree is None:
         print("perfci resctrl judge: nothing to judge; pass --cpuinfo, --filesystems and/or --tree", file=sys.stderr)
         return 2
-    verdict = r.judge_availability(cpu, fs, tree, kernel_config=config)
+    verdict = resctrl_checks.judge_availability(cpu, fs, tree, kernel_config=config)
     code = 0 if verdict.usable else 1
     if args.json:
         doc = {
@@ -534,9 +535,6 @@ def _add_cl2(sub: Any) -> None:
 
 
 def _cl2_judge(args: argparse.Namespace) -> int:
-    from pytest_perfci.checks import cl2
-    from pytest_perfci.collect.cl2 import load_report
-
     def usage(text: str) -> int:
         print(f"perfci cl2 judge: {text}", file=sys.stderr)
         return 2
@@ -545,8 +543,8 @@ def _cl2_judge(args: argparse.Namespace) -> int:
     if not root.is_dir():
         return usage(f"{root}: not a directory")
     try:
-        overrides = cl2.parse_slo_overrides(args.slo)
-        baseline = cl2.parse_baseline(Path(args.baseline).read_text()) if args.baseline else None
+        overrides = cl2_checks.parse_slo_overrides(args.slo)
+        baseline = cl2_checks.parse_baseline(Path(args.baseline).read_text()) if args.baseline else None
     except OSError as exc:
         return usage(f"--baseline {args.baseline}: {exc.strerror or exc}")
     except ValueError as exc:
@@ -554,13 +552,13 @@ def _cl2_judge(args: argparse.Namespace) -> int:
     report = load_report(root)
     if not report.is_cl2:
         return usage(f"{root}: not a CL2 report (no junit.xml and no <Summary>_<test>_<time>.json files)")
-    tolerance = cl2.BASELINE_TOLERANCE if args.tolerance is None else args.tolerance
-    verdict = cl2.judge(report, overrides, baseline, tolerance)
+    tolerance = cl2_checks.BASELINE_TOLERANCE if args.tolerance is None else args.tolerance
+    verdict = cl2_checks.judge(report, overrides, baseline, tolerance)
     code = 0 if verdict.ok else 1
     if args.json:
-        print(json.dumps({**cl2.verdict_json(verdict), "report_dir": str(root), "exit_code": code}, indent=2))
+        print(json.dumps({**cl2_checks.verdict_json(verdict), "report_dir": str(root), "exit_code": code}, indent=2))
         return code
-    for line in cl2.render_table(verdict):
+    for line in cl2_checks.render_table(verdict):
         print(line)
     for reason in verdict.reasons():
         print(reason)

@@ -29,7 +29,12 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pytest_perfci.aws.clients import client, session
+from pytest_perfci.cleanup.ledger import Ledger
+from pytest_perfci.providers.ec2 import network
+from pytest_perfci.providers.ec2.catalog import Catalog
 from pytest_perfci.providers.ec2.launch import quota_for
+from pytest_perfci.providers.ec2.provider import EC2Provider
 
 # On-demand quota code -> the spot quota of the same families (verified against the AWS quota tables).
 SPOT_QUOTAS: dict[str, tuple[str, str]] = {
@@ -376,12 +381,6 @@ def build_plan(
 
     Raises the provider's one-line errors (unknown type, AMI/arch mismatch, credentials, region).
     """
-    from pytest_perfci.aws.clients import client, session
-    from pytest_perfci.cleanup.ledger import Ledger
-    from pytest_perfci.providers.ec2 import network
-    from pytest_perfci.providers.ec2.catalog import Catalog
-    from pytest_perfci.providers.ec2.provider import EC2Provider
-
     lookup_error: list[str] = []
     cached: list[str] = []
 

@@ -16,6 +16,7 @@ import threading
 from pytest_perfci.capabilities import detect
 from pytest_perfci.cleanup.signals import shielded
 from pytest_perfci.hosts.base import Host
+from pytest_perfci.keep import freeze
 from pytest_perfci.providers.base import Provider, Target, TargetUnavailable, WorkerHandle
 from pytest_perfci.settings import Settings
 
@@ -108,8 +109,6 @@ class ProviderSession:
             for host in self._hosts.values():
                 host.close()
         elif self.settings.keep:
-            from pytest_perfci.keep import freeze
-
             freeze(self.provider)  # nothing torn down; the heartbeat stops, so the self-destruct still fires
         else:
             try:

@@ -36,7 +36,7 @@ from pytest_perfci.results.model import (
     SampleVerdict,
     git_commit,
 )
-from pytest_perfci.results.scrub import scrub_text
+from pytest_perfci.results.scrub import scrub_bytes, scrub_text
 from pytest_perfci.results.states import concerning, reason_code
 from pytest_perfci.stash import SESSION_KEY, SETTINGS_KEY
 
@@ -425,8 +425,6 @@ class ResultsCollector:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         """--junitxml is written in junitxml's own sessionfinish: scrub it after, before CI uploads it."""
-        from pytest_perfci.results.scrub import scrub_bytes
-
         xmlpath = getattr(config.option, "xmlpath", None)
         if xmlpath and Path(xmlpath).is_file():
             clean, n = scrub_bytes(Path(xmlpath).read_bytes())
