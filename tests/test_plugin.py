@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -168,9 +169,14 @@ def test_capability_table_and_results_file(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "*= perfci capabilities =*",
+            "* · *",  # the column group: architecture · metal/VM
+            "capability  *",
+            "gadgets     -- [[]1[]]",  # the test passed: an accepted absence, its reason as note 1
+            "widgets     ok [[]2[]]",
+            "1 available  1 absent as expected",
+            "[[]1[]] no gadget PMU",
+            "[[]2[]] 3 counted",
             "local: * kernel *",
-            "  widgets  yes  3 counted",
-            "  gadgets  no   no gadget PMU",
             "capabilities written to out/capabilities-run-abc.json",
         ]
     )
@@ -189,4 +195,40 @@ def test_capability_table_survives_xdist(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest_subprocess("-n", "2", "--perfci-results=out")
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines_random(["  cap0  yes  detail 0", "  cap3  no   detail 3"])
+    result.stdout.fnmatch_lines_random(["cap0        ok [[]*[]]", "cap3        -- [[]*[]]", "[[]*[]] detail 3"])
+
+
+COLOUR_SUITE = """
+import pytest
+
+def test_cycles(host, perfci_capability, perfci_sample):
+    perfci_capability("cycles", False, "no hardware PMU exposed")
+    perfci_capability("branches", True, "1e6")
+    perfci_sample("mini.copy", 100.0, "MiB/s", "pass", direction="higher")
+    pytest.fail("cycles: expected available [docs], observed unavailable: no hardware PMU exposed", pytrace=False)
+"""
+
+
+@pytest.mark.parametrize(("env", "coloured"), [({"FORCE_COLOR": "1"}, True),
+                                               ({"FORCE_COLOR": "1", "NO_COLOR": "1"}, False), ({}, False)],
+                         ids=["force-color", "no-color", "not-a-tty"])
+def test_capability_grid_and_samples_table_colour_only_where_allowed(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], coloured: bool) -> None:
+    for var in ("FORCE_COLOR", "NO_COLOR", "PY_COLORS"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    pytester.makepyfile(test_c=COLOUR_SUITE)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--perfci-results=out")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    grid = out.split("perfci capabilities")[1]
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", grid)
+    assert re.search(r"^PMC cycles +FAIL NO-PMU \[1\]", plain, re.MULTILINE), plain
+    assert re.search(r"^PMC branches +ok \[2\]$", plain, re.MULTILINE) and "[2] 1e6" in plain
+    assert plain.count("no hardware PMU exposed") == 1  # the reason once, as note [1]
+    table = re.sub(r"\x1b\[[0-9;]*m", "", out.split("perfci results")[1])
+    assert re.search(r"^metric +target +value +verdict$", table, re.MULTILINE)
+    assert re.search(r"^mini\.copy +\S+ +100 MiB/s +pass$", table, re.MULTILINE)
+    assert ("\x1b[31m\x1b[1mFAIL NO-PMU [1]" in grid) is coloured
+    assert ("\x1b[" in grid) is coloured

@@ -24,9 +24,9 @@ from pytest_perfci import allure as allure_mod
 from pytest_perfci.hosts.base import Host
 from pytest_perfci.results import s3
 from pytest_perfci.results.baseline import BaselineError, Baselines, load_baselines
-from pytest_perfci.results.capabilities import CapabilityRecord, render_capabilities, write_capabilities
+from pytest_perfci.results.capabilities import CapabilityRecord, write_capabilities
 from pytest_perfci.results.history import History, load_history
-from pytest_perfci.results.matrix import write_matrix
+from pytest_perfci.results.matrix import build_matrix, write_matrix
 from pytest_perfci.results.model import (
     Direction,
     Infrastructure,
@@ -434,9 +434,11 @@ class ResultsCollector:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         self._results_summary(terminalreporter)
         if self.capabilities:
+            from pytest_perfci.results.terminal import grid
+
             terminalreporter.write_sep("=", "perfci capabilities")
-            for line in render_capabilities(self.capabilities):
-                terminalreporter.write_line(line)
+            heads = {c.target: c.facts for c in self.capabilities if c.facts}
+            _write_lines(terminalreporter, grid(build_matrix(self.records), heads))
             path = write_capabilities(self.capabilities, self.state.results_dir, self.state.run_id)
             terminalreporter.write_line(f"capabilities written to {path}")
 
@@ -448,6 +450,10 @@ class ResultsCollector:
         if self.writer.count:
             tr.write_line(f"{len(samples)} samples, {len(self.records) - len(samples)} capability cells "
                           f"written to {self.writer.path}")
+        if samples:
+            from pytest_perfci.results.terminal import samples_table
+
+            _write_lines(tr, samples_table(samples))
         for r in samples:
             for j in (r.baseline, r.history):
                 if j is not None and j.verdict == "fail":
@@ -463,3 +469,10 @@ class ResultsCollector:
         for error in self.errors:
             tr.write_line(f"perfci: {error}", red=True)
 
+
+def _write_lines(tr: Any, lines: list[list[tuple[str, dict[str, bool]]]]) -> None:
+    """Coloured segments through pytest's writer (it drops colour for NO_COLOR and a non-TTY)."""
+    for line in lines:
+        for text, markup in line:
+            tr.write(text, **markup)
+        tr.write("\n")
