@@ -499,12 +499,12 @@ def load_settings(
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(str(p) for p in err["loc"])
-        spec = _by_path().get(loc[:2]) or _by_path().get(loc[:1])
-        if spec is None:  # a check across fields (the model validator)
+        bad = _by_path().get(loc[:2]) or _by_path().get(loc[:1])
+        if bad is None:  # a check across fields (the model validator)
             raise SettingsError(f"perfci: {str(err['msg']).removeprefix('Value error, ')}") from None
-        annotation = _annotation(spec)
+        annotation = _annotation(bad)
         literal = annotation if get_origin(annotation) is Literal else None
-        raise SettingsError(f"{origins.get(spec.dest, spec.flag)}: {_message(err, literal)}") from None
+        raise SettingsError(f"{origins.get(bad.dest, bad.flag)}: {_message(err, literal)}") from None
     settings._origins.update(origins)
     return settings
 

@@ -80,7 +80,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_every_field_has_a_flag_an_env_and_an_ini_key_all_distinct() -> None:
     specs = option_specs()
-    models = [Settings, *(Settings.model_fields[s].annotation for s in ("record", "kops", "cl2"))]
+    models: list[Any] = [Settings, *(Settings.model_fields[s].annotation for s in ("record", "kops", "cl2"))]
     fields = sum(len(m.model_fields) for m in models) - 3  # the three section fields themselves
     assert len(specs) == fields, "a field without Opt metadata has no spellings"
     for attr in ("dest", "ini", "env"):

@@ -537,6 +537,7 @@ class InventoryProvider(Provider):
     """Lab hosts from `settings.inventory`, selected by `settings.label`, locked while in use."""
 
     name = "inventory"
+    shares_hosts = True  # under xdist the controller holds the locks; workers only connect
 
     def __init__(
         self,
