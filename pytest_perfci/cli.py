@@ -34,6 +34,7 @@ _REQUIRED_EVENTS = ("cycles", "instructions")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perfci", description="pytest-perfci command line tools")
+    parser.add_argument("--version", action="version", version=f"perfci {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _add_pmc(sub)
@@ -45,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_plan(sub)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pytest-perfci")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:

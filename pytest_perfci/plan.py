@@ -20,6 +20,7 @@ ec2-instance-quotas.html); the on-demand classification is the provider's own `l
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -443,7 +444,19 @@ def build_plan(
 
 
 def _usd(value: float | None) -> str:
+    """An hourly rate: fractions of a cent are real there ($0.0832/h)."""
     return "?" if value is None else f"{value:,.4f}" if value < 10 else f"{value:,.2f}"
+
+
+def cents(usd: float) -> int:
+    """An amount to pay, in whole cents, rounded up: a budget line must not understate (the 1e-9 keeps
+    a float like 14.220000000000001 from becoming 1423)."""
+    return math.ceil(usd * 100 - 1e-9)
+
+
+def _money(usd: float) -> str:
+    c = cents(usd)
+    return f"${c // 100:,}.{c % 100:02d}"
 
 
 def _hours(h: float) -> str:
@@ -468,9 +481,9 @@ def render_text(plan: Plan) -> list[str]:
     unpriced = f" (without {', '.join(plan.unpriced)}: no price)" if plan.unpriced else ""
     spot_note = "; spot is usually cheaper, on-demand shown as the ceiling" if plan.spot else ""
     lines.append(
-        f"cost: {plan.instance_hours:g} instance-hours for {_hours(plan.hours)}: ${_usd(plan.usd_estimate)} "
+        f"cost: {plan.instance_hours:g} instance-hours for {_hours(plan.hours)}: {_money(plan.usd_estimate)} "
         f"(${_usd(plan.usd_per_hour)}/h{unpriced}); a controller that dies stops extending the self-destruct, "
-        f"so an orphan costs at most {_hours(plan.ttl_hours)}: ${_usd(plan.usd_ttl)}{spot_note}"
+        f"so an orphan costs at most {_hours(plan.ttl_hours)}: {_money(plan.usd_ttl)}{spot_note}"
     )
     lines.append(f"prices: {plan.prices}")
     if plan.quota_note:
@@ -510,6 +523,8 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "usd_per_hour": round(plan.usd_per_hour, 6),
         "usd_estimate": round(plan.usd_estimate, 6),
         "usd_ttl_ceiling": round(plan.usd_ttl, 6),
+        "estimate_cents": cents(plan.usd_estimate),  # what to budget, whole cents rounded up
+        "ttl_ceiling_cents": cents(plan.usd_ttl),
         "unpriced": plan.unpriced,
         "prices": plan.prices,
         "quotas": [{

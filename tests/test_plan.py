@@ -136,6 +136,7 @@ def test_cost_arithmetic() -> None:
     text = "\n".join(planning.render_text(plan))
     assert "6 instance-hours for 1.5h: $14.22 ($9.4784/h (without odd.type: no price))" in text
     assert "orphan costs at most 2h: $18.96" in text
+    assert (planning.cents(14.2176), planning.cents(14.22), planning.cents(0.001), planning.cents(0)) == (1422, 1422, 1, 0)
 
 
 class FixedQuotas:
@@ -246,7 +247,7 @@ def test_cli_plan_against_moto_reports_unknown_limit_honestly(
     assert code == 0, out
     assert "m7i.metal-24xl  x86_64  96" in out and "c7g.metal       arm64   64" in out
     assert "instances: 2 (one per type, whatever -n is), 160 vCPU" in out
-    assert "cost: 2 instance-hours for 1h: $7.1584" in out
+    assert "cost: 2 instance-hours for 1h: $7.16 " in out  # money in whole cents, rounded up
     # moto serves Service Quotas for vpc only: the limit is unknown and the plan says so instead of guessing.
     assert "L-1216C47A Running On-Demand Standard" in out and "-> unknown: Service Quotas: NoSuchResourceException" in out
     assert "overall: plan resolved; quota fit not confirmed" in out
@@ -272,6 +273,8 @@ def test_cli_plan_exit_1_when_a_quota_cannot_fit(
                  "--json"])
     doc = json.loads(capsys.readouterr().out)
     assert code == 1 and doc["exit_code"] == 1 and doc["cannot_fit"] == ["L-1216C47A"]
+    assert doc["estimate_cents"] == planning.cents(doc["usd_estimate"]) and isinstance(doc["estimate_cents"], int)
+    assert doc["ttl_ceiling_cents"] >= doc["estimate_cents"] > 0
     assert doc["quotas"][0] | {"limit_note": ""} == {
         "code": "L-1216C47A", "name": "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances",
         "market": "on-demand", "limit": 128.0, "limit_note": "", "in_use": 8, "needed": 160,

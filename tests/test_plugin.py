@@ -177,10 +177,10 @@ def test_capability_table_and_results_file(pytester: pytest.Pytester) -> None:
             "[[]1[]] no gadget PMU",
             "[[]2[]] 3 counted",
             "local: * kernel *",
-            "capabilities written to out/capabilities-run-abc.json",
+            "capabilities written to out/run-abc/capabilities.json",
         ]
     )
-    records = json.loads((pytester.path / "out" / "capabilities-run-abc.json").read_text())
+    records = json.loads((pytester.path / "out" / "run-abc" / "capabilities.json").read_text())
     assert [(r["capability"], r["ok"]) for r in records] == [("widgets", True), ("gadgets", False)]
 
 

@@ -37,7 +37,7 @@ def test_suite_on_this_machine(tmp_path: Path) -> None:
                       ("test_monitoring[local]", "llc_occupancy")):
         line = next(ln for ln in out.splitlines() if ln.startswith(f"XFAIL suites/resctrl/test_resctrl.py::{test} "))
         assert f" - {cap}: unavailable and no expectation for this target: {reason}" in line
-    cells = {c["capability"]: c for c in json.loads((tmp_path / "capabilities-resctrl-selftest.json").read_text())}
+    cells = {c["capability"]: c for c in json.loads((tmp_path / "resctrl-selftest" / "capabilities.json").read_text())}
     assert cells["rdt_hardware"]["ok"] is False and cells["resctrl"]["detail"].startswith(reason)
 
 

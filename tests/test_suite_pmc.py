@@ -34,7 +34,7 @@ def test_suite_on_this_machine(tmp_path: Path) -> None:
     assert "= perfci capabilities =" in out
     facts = LocalHost().facts
     assert f"local: {facts.summary()}" in out
-    records = json.loads((tmp_path / "capabilities-suite-selftest.json").read_text())
+    records = json.loads((tmp_path / "suite-selftest" / "capabilities.json").read_text())
     cells = {r["capability"]: r for r in records}
     assert {"cycles", "instructions", "cache-misses", "branches", "ref-cycles"} <= set(cells)
     if not facts.core_pmu:

@@ -36,8 +36,9 @@ def render_capabilities(records: Iterable[CapabilityRecord]) -> list[str]:
     return lines
 
 
-def write_capabilities(records: Iterable[CapabilityRecord], results_dir: Path, run_id: str) -> Path:
-    results_dir.mkdir(parents=True, exist_ok=True)
-    path = results_dir / f"capabilities-{run_id}.json"
+def write_capabilities(records: Iterable[CapabilityRecord], run_dir: Path) -> Path:
+    """capabilities.json inside the run's directory, beside results.ndjson and the matrix: one place per run."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "capabilities.json"
     path.write_text(json.dumps([r.model_dump() for r in records], indent=2) + "\n")
     return path

@@ -439,7 +439,7 @@ class ResultsCollector:
             terminalreporter.write_sep("=", "perfci capabilities")
             heads = {c.target: c.facts for c in self.capabilities if c.facts}
             _write_lines(terminalreporter, grid(build_matrix(self.records), heads))
-            path = write_capabilities(self.capabilities, self.state.results_dir, self.state.run_id)
+            path = write_capabilities(self.capabilities, self.state.run_dir)
             terminalreporter.write_line(f"capabilities written to {path}")
 
     def _results_summary(self, tr: Any) -> None:
