@@ -218,3 +218,13 @@ def test_interval_summary_and_pasted_runs_are_not_summed(
     summary, pasted = doc["files"]
     assert [r["counters"]["task-clock"]["value"] for r in summary["runs"]] == [1853.28]  # not 3,706.56
     assert [r["counters"]["task-clock"]["value"] for r in pasted["runs"]] == [1758.81, 1842.41, 1742.70]
+
+
+def test_system_wide_flag_reads_hybrid_percentages_as_multiplexing(
+    samples: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With -a the cpu_atom 0.68 % is multiplexing of the atom CPUs' counter, not a task's residency."""
+    f = samples / PUB / "kargjonas-tiled-matmul-hybrid-de-locale-main.profile"
+    assert main(["pmc", "judge", "--system-wide", "--root", str(f)]) == 1
+    out = capsys.readouterr().out
+    assert "cycles: unavailable (multiplexed away: on a counter only 0.68% of the time" in out
