@@ -31,6 +31,7 @@ from pytest_perfci.results.model import Infrastructure
 from pytest_perfci.results.scrub import scrub_bytes, scrub_text, scrub_tree
 
 KINDS = ("text", "json", "xml", "csv", "html", "yaml")
+NODEID_LABEL = "perfci.test"  # the pytest node id, found again in a generated report's data/test-cases
 
 
 def active(config: pytest.Config) -> bool:
@@ -68,6 +69,7 @@ def label_test(infra: Infrastructure, item: pytest.Item) -> None:
     allure.dynamic.parent_suite(parent_suite(infra))
     allure.dynamic.suite(suite_name(Path(str(item.path))))
     allure.dynamic.feature(suite_name(Path(str(item.path))))
+    allure.dynamic.label(NODEID_LABEL, item.nodeid)  # so a matrix cell can link to this test in the report
     allure.dynamic.sub_suite(Path(str(item.path)).stem)
     allure.dynamic.tag(*tags(infra))
 

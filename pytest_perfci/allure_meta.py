@@ -64,3 +64,21 @@ def write(directory: Path, env: Mapping[str, str] | None = None) -> list[Path]:
         path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         written.append(path)
     return written
+
+
+def test_links(report_dir: Path, base_url: str) -> dict[str, str]:
+    """pytest node id -> its page in a generated Allure 2 report (`#testresult/<uid>`); the uid exists
+    only after `allure generate`, so it is read back from the report's data/test-cases/*.json, matched
+    by the node-id label every test carries (allure.NODEID_LABEL)."""
+    from pytest_perfci.allure import NODEID_LABEL
+
+    links: dict[str, str] = {}
+    for path in sorted((report_dir / "data" / "test-cases").glob("*.json")):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        for label in doc.get("labels", []):
+            if label.get("name") == NODEID_LABEL and doc.get("uid"):
+                links[str(label.get("value"))] = f"{base_url}#testresult/{doc['uid']}"
+    return links

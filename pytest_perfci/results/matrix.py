@@ -172,7 +172,7 @@ def legend_markdown(m: Matrix) -> str:
                                    for s in ORDER if s in present)
 
 
-def render_markdown(m: Matrix, title: str = "perfci capability matrix") -> str:
+def render_markdown(m: Matrix, title: str = "perfci capability matrix", allure: dict[str, str] | None = None) -> str:
     """GitHub Markdown (step summary, matrix.md): emoji states, short codes, full reasons once below."""
     if not m.columns:
         return f"### {title}\n\nNo capability was recorded.\n"
@@ -197,6 +197,9 @@ def render_markdown(m: Matrix, title: str = "perfci capability matrix") -> str:
                 text += f" {cell.code}"
             if cell.reason in notes and not cell.ok:
                 text += str(notes[cell.reason]).translate(_SUPERSCRIPT)
+            link = (allure or {}).get(cell.test)
+            if link:
+                text = f"[{text}]({link})"
             if m.merged:
                 text += f"<br><sub>{_md_escape(_when(cell))}</sub>"
             row.append(text)

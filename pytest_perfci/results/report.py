@@ -50,11 +50,12 @@ def render_page(records: list[ResultRecord], *, title: str, sources: list[str], 
     return page, series
 
 
-def summary(records: list[ResultRecord], series: list[Series], title: str) -> str:
+def summary(records: list[ResultRecord], series: list[Series], title: str,
+            allure: dict[str, str] | None = None) -> str:
     parts = []
     m = build_matrix(records)
     if m.columns:
-        parts.append(render_markdown(m, title))
+        parts.append(render_markdown(m, title, allure))
     trends = summary_markdown(series)
     if trends:
         parts.append(trends)
@@ -62,13 +63,16 @@ def summary(records: list[ResultRecord], series: list[Series], title: str) -> st
 
 
 def write_report(records: list[ResultRecord], directory: Path, *, title: str, sources: list[str],
+                 allure: dict[str, str] | None = None, markdown_allure: dict[str, str] | None = None,
                  **options: Any) -> tuple[Path, Path, list[Series]]:
-    page, series = render_page(records, title=title, sources=sources, **options)
+    """`allure` links cells in the page (relative links work wherever the two reports sit together);
+    `markdown_allure` in the step summary, which needs absolute URLs."""
+    page, series = render_page(records, title=title, sources=sources, allure=allure, **options)
     directory.mkdir(parents=True, exist_ok=True)
     index = directory / "index.html"
     index.write_text(page, encoding="utf-8")
     md = directory / "summary.md"
-    md.write_text(summary(records, series, title), encoding="utf-8")
+    md.write_text(summary(records, series, title, markdown_allure), encoding="utf-8")
     return index, md, series
 
 
@@ -96,8 +100,30 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--band", choices=("mad", "sigma"), default="mad", help="mad (default) or sigma")
     p.add_argument("--step-summary", action="store_true",
                    help="append summary.md to $GITHUB_STEP_SUMMARY (error when it is not set)")
+    p.add_argument("--allure-report", metavar="DIR",
+                   help="a generated Allure report: each matrix cell links to its test there")
+    p.add_argument("--allure-url", metavar="URL",
+                   help="where that report is published (default: a link relative to -o, for the page only; "
+                        "with a URL the step summary links too)")
     p.add_argument("--endpoint-url", default=None, help="S3 endpoint override (default AWS_ENDPOINT_URL)")
     p.set_defaults(func=run_cli)
+
+
+def _allure_links(args: Any) -> tuple[dict[str, str] | None, dict[str, str] | None]:
+    import os
+
+    from pytest_perfci.allure_meta import test_links
+
+    if not args.allure_report:
+        return None, None
+    report = Path(args.allure_report)
+    if not (report / "data" / "test-cases").is_dir():
+        raise ValueError(f"--allure-report {report}: not a generated Allure report (no data/test-cases/)")
+    if args.allure_url:
+        links = test_links(report, args.allure_url.rstrip("/") + "/")
+        return links, links
+    relative = Path(os.path.relpath(report, Path(args.output))).as_posix()
+    return test_links(report, f"{relative}/index.html"), None
 
 
 def _read(paths: Iterable[str], endpoint_url: str | None) -> list[ResultRecord]:
@@ -133,8 +159,14 @@ def run_cli(args: Any) -> int:
     if not records:
         print(f"perfci report: no perfci record in {' '.join(args.results)}", file=sys.stderr)
         return 2
+    try:
+        page_links, md_links = _allure_links(args)
+    except ValueError as exc:
+        print(f"perfci report: {exc}", file=sys.stderr)
+        return 2
     index, md, series = write_report(records, Path(args.output), title=args.title, sources=list(args.results),
-                                     k=args.k, min_history=args.min_history, method=args.band)
+                                     k=args.k, min_history=args.min_history, method=args.band,
+                                     allure=page_links, markdown_allure=md_links)
     regressed = sum(1 for s in series if s.points[-1].regressed)
     print(f"perfci report: {index} ({len(series)} series, {regressed} regressed in the newest run), {md}")
     if args.step_summary and append_step_summary(md.read_text(encoding="utf-8")) is None:
