@@ -22,6 +22,7 @@ from typing import Any
 
 from pytest_perfci.results.baseline import fmt
 from pytest_perfci.results.model import ResultRecord
+from pytest_perfci.results.sources import UnreadableResults, read_all
 
 FILES = {"higher": "bigger-is-better.json", "lower": "smaller-is-better.json"}
 TOOLS = {"higher": "customBiggerIsBetter", "lower": "customSmallerIsBetter"}
@@ -87,18 +88,10 @@ def add_parser(sub: Any) -> None:
 
 
 def run_cli(args: Any) -> int:
-    from pytest_perfci.models.s3url import S3UrlError
-    from pytest_perfci.results.model import ResultsFormatError
-    from pytest_perfci.results.s3 import S3_ERRORS
-    from pytest_perfci.results.sources import read_records
-
     try:
-        records = [r for source in args.results for r in read_records(source, endpoint_url=args.endpoint_url)]
-    except (ResultsFormatError, S3UrlError) as exc:
+        records = read_all(args.results, endpoint_url=args.endpoint_url)
+    except UnreadableResults as exc:
         print(f"perfci export: {exc}", file=sys.stderr)
-        return 2
-    except S3_ERRORS as exc:
-        print(f"perfci export: cannot read {' '.join(args.results)}: {exc}", file=sys.stderr)
         return 2
     written, skipped = write_benchmark_files(records, Path(args.output))
     if skipped:

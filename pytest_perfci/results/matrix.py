@@ -20,9 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from pytest_perfci.models.s3url import S3UrlError
-from pytest_perfci.results.model import Infrastructure, ResultRecord, ResultsFormatError
-from pytest_perfci.results.sources import read_records
+from pytest_perfci.results.model import Infrastructure, ResultRecord
+from pytest_perfci.results.sources import UnreadableResults, read_all
 from pytest_perfci.results.states import ORDER, STYLES, State, cell_verdict
 
 # (capability name as recorded, label shown)
@@ -359,15 +358,10 @@ def add_parser(sub: Any) -> None:
 
 
 def run_cli(args: Any) -> int:
-    from pytest_perfci.results.s3 import S3_ERRORS  # botocore's exceptions: loaded only when the CLI runs
-
     try:
-        records = [r for source in args.results for r in read_records(source, endpoint_url=args.endpoint_url)]
-    except (ResultsFormatError, S3UrlError) as exc:
+        records = read_all(args.results, endpoint_url=args.endpoint_url)
+    except UnreadableResults as exc:
         print(f"perfci matrix: {exc}", file=sys.stderr)
-        return 2
-    except S3_ERRORS as exc:  # S3: no such bucket, no credentials, endpoint refused
-        print(f"perfci matrix: cannot read {' '.join(args.results)}: {exc}", file=sys.stderr)
         return 2
     m = build_matrix(records)
     if not m.columns:

@@ -10,7 +10,6 @@ $GITHUB_STEP_SUMMARY.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from itertools import groupby
 from pathlib import Path
@@ -18,8 +17,16 @@ from typing import Any
 
 from pytest_perfci.results.baseline import fmt
 from pytest_perfci.results.history import DEFAULT_K, DEFAULT_MIN, MAD_TO_SIGMA, Method
-from pytest_perfci.results.matrix import _CSS, build_matrix, hosts_html, render_markdown, render_table_html
+from pytest_perfci.results.matrix import (
+    _CSS,
+    append_step_summary,
+    build_matrix,
+    hosts_html,
+    render_markdown,
+    render_table_html,
+)
 from pytest_perfci.results.model import ResultRecord
+from pytest_perfci.results.sources import UnreadableResults, read_all
 from pytest_perfci.results.trends import Series, build_series, summary_markdown
 
 MISSING = ("perfci report draws its charts with Vega-Altair and vl-convert-python, which are not installed: "
@@ -126,18 +133,7 @@ def _allure_links(args: Any) -> tuple[dict[str, str] | None, dict[str, str] | No
     return test_links(report, f"{relative}/index.html"), None
 
 
-def _read(paths: Iterable[str], endpoint_url: str | None) -> list[ResultRecord]:
-    from pytest_perfci.results.sources import read_records
-
-    return [r for source in paths for r in read_records(source, endpoint_url=endpoint_url)]
-
-
 def run_cli(args: Any) -> int:
-    from pytest_perfci.models.s3url import S3UrlError
-    from pytest_perfci.results.matrix import append_step_summary
-    from pytest_perfci.results.model import ResultsFormatError
-    from pytest_perfci.results.s3 import S3_ERRORS
-
     if args.k <= 0 or args.min_history < 2:
         print(f"perfci report: --k {args.k:g} / --min-history {args.min_history}: k must be > 0 and "
               "min-history at least 2", file=sys.stderr)
@@ -149,12 +145,9 @@ def run_cli(args: Any) -> int:
         print(f"perfci report: {MISSING}", file=sys.stderr)
         return 2
     try:
-        records = _read(args.results, args.endpoint_url)
-    except (ResultsFormatError, S3UrlError) as exc:
+        records = read_all(args.results, endpoint_url=args.endpoint_url)
+    except UnreadableResults as exc:
         print(f"perfci report: {exc}", file=sys.stderr)
-        return 2
-    except S3_ERRORS as exc:
-        print(f"perfci report: cannot read {' '.join(args.results)}: {exc}", file=sys.stderr)
         return 2
     if not records:
         print(f"perfci report: no perfci record in {' '.join(args.results)}", file=sys.stderr)

@@ -1,17 +1,24 @@
 """Where earlier results are read from: an NDJSON file, a directory (every *.ndjson below) or an s3:// prefix.
 
-One reader for `perfci matrix` and `--perfci-history`, so both accept the same places. S3 clients
-come from aws.clients (boto3 loads on first use, not when this module is imported).
+One reader for `--perfci-history` and the `perfci matrix/report/export` commands, so all accept the
+same places and say the same thing when one cannot be read. S3 clients come from aws.clients (boto3
+loads on first use, not when this module is imported).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from pytest_perfci.aws.clients import s3_client
-from pytest_perfci.models.s3url import is_s3_url
-from pytest_perfci.results.model import ResultRecord, read_local
+from pytest_perfci.models.s3url import S3UrlError, is_s3_url
+from pytest_perfci.results import s3
+from pytest_perfci.results.model import ResultRecord, ResultsFormatError, read_local
 from pytest_perfci.results.s3 import read_prefix
+
+
+class UnreadableResults(Exception):
+    """A results place could not be read; str() is the one line a command prints after its own name."""
 
 
 def read_records(source: str, *, endpoint_url: str | None = None, region: str | None = None,
@@ -24,3 +31,14 @@ def read_records(source: str, *, endpoint_url: str | None = None, region: str | 
     if missing_ok and not path.exists():
         return []
     return read_local([path])
+
+
+def read_all(sources: Sequence[str], *, endpoint_url: str | None = None) -> list[ResultRecord]:
+    """Every record of every place, for the perfci commands; UnreadableResults names what failed
+    (a malformed file or URL, or S3: no such bucket, no credentials, endpoint refused)."""
+    try:
+        return [r for source in sources for r in read_records(source, endpoint_url=endpoint_url)]
+    except (ResultsFormatError, S3UrlError) as exc:
+        raise UnreadableResults(str(exc)) from None
+    except s3.S3_ERRORS as exc:  # evaluated only when reading failed: botocore loads only then
+        raise UnreadableResults(f"cannot read {' '.join(sources)}: {exc}") from None
