@@ -155,6 +155,33 @@ class KopsSettings(_Section):
         return split_types(value)
 
 
+class QemuSettings(_Section):
+    """Target twins of ``--provider=qemu`` (providers/qemu.py, twins/). `Settings.qemu`."""
+
+    machine: Annotated[tuple[str, ...], Opt(
+        "--qemu-machine", "target twin(s) for --provider=qemu: arm64-pmu (default), arm64-partial; repeatable",
+        "NAME[,NAME]")] = ()
+    port: Annotated[int | None, Field(ge=1024, le=65535), Opt(
+        "--qemu-port", "first 127.0.0.1 port forwarded to the twins' SSH, one per machine (default: free ports)",
+        "PORT")] = None
+
+    @field_validator("machine", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return split_types(value)
+
+    @field_validator("machine")
+    @classmethod
+    def _check_machines(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from pytest_perfci.twins.machines import machine
+
+        for name in value:
+            machine(name)  # UnknownMachine (a ValueError) lists the allowed names
+        if len(set(value)) != len(value):
+            raise ValueError(f"{','.join(value)!r} names a machine twice; each twin machine is one target")
+        return value
+
+
 class Cl2Settings(_Section):
     """ClusterLoader2 (suites/cl2). `Settings.cl2`."""
 
@@ -195,7 +222,7 @@ class Settings(BaseModel):
 
     provider: Annotated[str | None, Opt(
         "--provider", "where hosts come from: local (default), inventory, ec2 (default when --instance-type "
-        "is given), kops", "NAME")] = None
+        "is given), kops, qemu (target twins on this machine)", "NAME")] = None
     instance_type: Annotated[tuple[str, ...], Opt(
         "--instance-type", "EC2 instance type(s) to check; repeatable and comma-separated. FAMILY.metal means "
         "the family's smallest metal size; an attribute query such as 'arch=arm64,metal=true,family=c7g|m7g' "
@@ -239,6 +266,7 @@ class Settings(BaseModel):
     record: ResultsSettings = ResultsSettings()
     kops: KopsSettings = KopsSettings()
     cl2: Cl2Settings = Cl2Settings()
+    qemu: QemuSettings = QemuSettings()
 
     # dest -> where its value came from ("--region", "PERFCI_REGION", "[tool.perfci] region")
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -340,6 +368,15 @@ class Settings(BaseModel):
                 f"--provider=local runs on this machine, but instance types {', '.join(self.instance_types)} "
                 "were given; drop --provider (defaults to ec2 with instance types) or use --provider=ec2"
             )
+        if (self.qemu.machine or self.qemu.port is not None) and self.effective_provider != "qemu":
+            raise ValueError(
+                f"--qemu-machine/--qemu-port apply to --provider=qemu, not --provider={self.effective_provider}"
+            )
+        if self.provider == "qemu" and self.instance_types:
+            raise ValueError(
+                f"--provider=qemu boots twin machines (--qemu-machine), but instance types "
+                f"{', '.join(self.instance_types)} were given; drop one of them"
+            )
         return self
 
     @property
@@ -359,7 +396,7 @@ class Settings(BaseModel):
 # --- the spellings, generated from the fields ---------------------------------------------------------
 
 # section attribute -> prefix of its dests (ini perfci_<dest>, env PERFCI_<DEST>); results keep short names
-SECTIONS: dict[str, str] = {"record": "", "kops": "kops_", "cl2": "cl2_"}
+SECTIONS: dict[str, str] = {"record": "", "kops": "kops_", "cl2": "cl2_", "qemu": "qemu_"}
 
 
 @dataclass(frozen=True)

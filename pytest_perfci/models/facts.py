@@ -57,6 +57,8 @@ class Facts(BaseModel):
     instance_type: str | None = None
     region: str | None = None
     ami: str | None = None
+    # The QEMU machine when this host is a target twin (providers/qemu.py): its counts are architectural.
+    twin: str | None = None
     perf_version: str | None = None
     perf_event_paranoid: int | None = None
     pmu_devices: tuple[str, ...] = ()
@@ -131,6 +133,9 @@ def parse_facts(text: str, **known: str | None) -> Facts:
     else:
         virtualised = None
     hypervisor = virt if virt and virt != "none" else ("unknown" if virtualised else None)
+    twin = known.get("twin")
+    if twin:
+        virtualised, hypervisor = True, "qemu-tcg"  # emulated, whatever the guest can detect
     perf = s.get("perf", "").strip()
     perf_version = perf.removeprefix("perf version ").strip() if perf.startswith("perf version") else None
     paranoid_text = s.get("paranoid", "").strip()
@@ -148,6 +153,7 @@ def parse_facts(text: str, **known: str | None) -> Facts:
         instance_type=instance_type,
         region=known.get("region"),
         ami=known.get("ami"),
+        twin=twin,
         perf_version=perf_version,
         perf_event_paranoid=int(paranoid_text) if re.fullmatch(r"-?\d+", paranoid_text) else None,
         pmu_devices=tuple(s.get("pmus", "").split()),

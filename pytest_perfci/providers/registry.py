@@ -21,6 +21,7 @@ PROVIDERS: dict[str, str] = {
     "inventory": "pytest_perfci.providers.inventory:InventoryProvider",
     "ec2": "pytest_perfci.providers.ec2.provider:EC2Provider",
     "kops": "pytest_perfci.providers.kops:KopsProvider",
+    "qemu": "pytest_perfci.providers.qemu:QemuProvider",
 }
 
 

@@ -1,0 +1,64 @@
+"""The machines a twin can be: pure data, validated before anything is built or booted."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Machine(BaseModel):
+    """One QEMU machine kind: which emulator, which CPU flags, which guest image architecture."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    arch: str                 # Debian architecture of the guest image: arm64 | amd64
+    qemu: str                 # emulator binary
+    apt_package: str          # the Debian package that provides it (named in "missing qemu")
+    args: tuple[str, ...]     # machine/CPU arguments
+    console: str              # kernel console device
+    net_device: str           # virtio NIC model for this machine
+    about: str
+
+
+MACHINES: dict[str, Machine] = {
+    m.name: m
+    for m in (
+        Machine(
+            name="arm64-pmu",
+            arch="arm64",
+            qemu="qemu-system-aarch64",
+            apt_package="qemu-system-arm",
+            # icount shift=0: one instruction = one virtual ns, so PMUv3 counts instructions exactly and
+            # cycles == instructions (CPI exactly 1.0).
+            args=("-M", "virt", "-cpu", "max,pauth-impdef=on", "-icount", "shift=0"),
+            console="ttyAMA0",
+            net_device="virtio-net-device",
+            about="arm64 virt, -cpu max, -icount shift=0: PMUv3 with cycles and instructions",
+        ),
+        Machine(
+            name="arm64-partial",
+            arch="arm64",
+            qemu="qemu-system-aarch64",
+            apt_package="qemu-system-arm",
+            # Without -icount QEMU's PMUv3 cannot count instructions (ENOENT) but still counts cycles.
+            args=("-M", "virt", "-cpu", "max"),
+            console="ttyAMA0",
+            net_device="virtio-net-device",
+            about="arm64 virt, -cpu max, no -icount: a partial PMU (cycles only)",
+        ),
+    )
+}
+
+
+class UnknownMachine(ValueError):
+    pass
+
+
+def machine(name: str) -> Machine:
+    """The machine called `name`; the error's one line lists what is allowed."""
+    try:
+        return MACHINES[name]
+    except KeyError:
+        raise UnknownMachine(
+            f"--qemu-machine {name!r} is not a twin machine; allowed: {', '.join(MACHINES)}"
+        ) from None
