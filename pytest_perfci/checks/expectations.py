@@ -11,10 +11,11 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-State = Literal["available", "unavailable", "zero"]
-STATES: tuple[str, ...] = ("available", "unavailable", "zero")
+# "partial" is for the capability "pmu" only: some core events count and others are not supported.
+State = Literal["available", "unavailable", "zero", "partial"]
+STATES: tuple[str, ...] = ("available", "unavailable", "zero", "partial")
 
 
 class Expectation(BaseModel):
@@ -22,7 +23,20 @@ class Expectation(BaseModel):
 
     match: list[str] = Field(min_length=1)
     source: str = ""
-    expect: dict[str, State]
+    expect: dict[str, State] = {}
+    # How far apart perf stat and the perf_event_open probe may be, per event, as a fraction
+    # (0.0001 = 0.01 %); events not listed use the suite's default.
+    tolerance: dict[str, float] = {}
+    # The cycles/instructions ratio this target must show exactly (a twin at -icount shift=0: 1.0).
+    cpi: float | None = Field(default=None, gt=0)
+
+    @field_validator("tolerance")
+    @classmethod
+    def _fractions(cls, value: dict[str, float]) -> dict[str, float]:
+        for event, tol in value.items():
+            if not 0 <= tol < 1:
+                raise ValueError(f"tolerance for {event} is {tol}; give a fraction in [0, 1), e.g. 0.0001 for 0.01 %")
+        return value
 
 
 class Expectations(BaseModel):
@@ -36,18 +50,38 @@ class Expectations(BaseModel):
         Broad patterns apply first and more specific ones override them (an exact name beats any
         glob; a longer glob beats a shorter one), so a family default can carry per-size exceptions.
         """
+        merged: dict[str, tuple[State, str]] = {}
+        for entry in self._entries(key):
+            merged.update({cap: (state, entry.source) for cap, state in entry.expect.items()})
+        return merged
+
+    def _entries(self, key: str | None) -> list[Expectation]:
+        """Entries matching key, broadest first (later ones override earlier ones)."""
         if key is None:
-            return {}
-        hits: list[tuple[int, int, Expectation]] = []
-        for entry in self.target:
+            return []
+        hits: list[tuple[int, int, int, Expectation]] = []
+        for i, entry in enumerate(self.target):
             for pattern in entry.match:
                 if fnmatch.fnmatchcase(key, pattern):
                     exact = int(not any(ch in pattern for ch in "*?["))
-                    hits.append((exact, len(pattern), entry))
-        merged: dict[str, tuple[State, str]] = {}
-        for _, _, entry in sorted(hits, key=lambda h: (h[0], h[1])):
-            merged.update({cap: (state, entry.source) for cap, state in entry.expect.items()})
-        return merged
+                    hits.append((exact, len(pattern), i, entry))
+        return [h[3] for h in sorted(hits, key=lambda h: (h[0], h[1], h[2]))]
+
+    def tolerance_for(self, key: str | None, event: str) -> tuple[float, str] | None:
+        """(reader tolerance, source) for one event of a target, None when no entry sets one."""
+        found = None
+        for entry in self._entries(key):
+            if event in entry.tolerance:
+                found = (entry.tolerance[event], entry.source)
+        return found
+
+    def cpi_for(self, key: str | None) -> tuple[float, str] | None:
+        """(exact CPI, source) a target must show, None when no entry sets one."""
+        found = None
+        for entry in self._entries(key):
+            if entry.cpi is not None:
+                found = (entry.cpi, entry.source)
+        return found
 
 
 class ExpectationsError(ValueError):

@@ -27,7 +27,9 @@ __all__ = [
     "judge_counter",
     "judge_cpi",
     "judge_errno",
+    "judge_multiplexing",
     "judge_perf_stat",
+    "judge_pmu",
     "trustworthy",
 ]
 
@@ -48,6 +50,7 @@ class Reason(str, Enum):
     NOT_COUNTED = "not counted"
     DISAGREE = "readers disagree"
     IMPLAUSIBLE = "implausible ratio"  # beyond the brief: CPI outside what hardware can do
+    PARTIAL_PMU = "partial PMU"  # some core events count, others are not supported by this PMU
 
 
 class Verdict(BaseModel):
@@ -312,7 +315,9 @@ def compare_readers(
     )
 
 
-def judge_cpi(cycles: float, instructions: float, low: float = 0.1, high: float = 20.0) -> Verdict:
+def judge_cpi(
+    cycles: float, instructions: float, low: float = 0.1, high: float = 20.0, exact: float | None = None
+) -> Verdict:
     """Is cycles/instructions something a real core can produce?
 
     The widest cores shipping today retire about 4-8 instructions per cycle, so CPI cannot go
@@ -320,6 +325,9 @@ def judge_cpi(cycles: float, instructions: float, low: float = 0.1, high: float 
     other. Above 20 a compute loop would be stalled on nearly every instruction, which points at
     cycles including time that is not the workload (halted or other contexts) or instructions
     missing most of it. Both bounds are loose on purpose: they catch broken counters, not slow code.
+
+    `exact` is for a target whose CPI is fixed by construction (a twin at -icount shift=0 counts one
+    cycle per instruction): anything else there means the two counters do not count the same thing.
     """
     if cycles <= 0 or instructions <= 0:
         return Verdict(
@@ -328,6 +336,14 @@ def judge_cpi(cycles: float, instructions: float, low: float = 0.1, high: float 
         )  # fmt: skip
     cpi = cycles / instructions
     nums = f"CPI {cpi:.3g} = {_fmt(cycles)} cycles / {_fmt(instructions)} instructions"
+    if exact is not None:
+        if abs(cpi - exact) <= 1e-9 * exact:
+            return Verdict(event="cpi", status=Status.AVAILABLE, value=cycles, other_value=instructions,
+                           detail=f"{nums}, exactly the expected {exact:g}")
+        return Verdict(
+            event="cpi", status=Status.INCONSISTENT, reason=Reason.IMPLAUSIBLE, value=cycles,
+            other_value=instructions, detail=f"{nums}, not the {exact:g} this target counts by construction",
+        )  # fmt: skip
     if cpi < low:
         return Verdict(
             event="cpi", status=Status.INCONSISTENT, reason=Reason.IMPLAUSIBLE, value=cycles,
@@ -371,3 +387,46 @@ def trustworthy(verdicts: Iterable[Verdict]) -> bool:
         and all(v.ok for v in core)
         and not any(v.status is Status.INCONSISTENT for v in vs)
     )
+
+
+def judge_pmu(verdicts: Iterable[Verdict]) -> Verdict:
+    """The core PMU as a whole, from the cycles and instructions verdicts.
+
+    "partial PMU" is its own answer: when cycles count and instructions are not supported (QEMU's
+    PMUv3 without -icount, some hypervisors' vPMUs), neither "available" nor "no PMU" is true, and
+    a CPI check cannot run.
+    """
+    core = {normalise_event(v.event)[0]: v for v in verdicts if normalise_event(v.event)[0] in ("cycles", "instructions")}
+    counted = sorted(e for e, v in core.items() if v.ok)
+    missing = sorted(e for e, v in core.items() if not v.ok)
+    if not missing:
+        return Verdict(event="pmu", status=Status.AVAILABLE, detail=f"{' and '.join(counted)} count")
+    if counted and all(core[e].reason is Reason.NOT_SUPPORTED for e in missing):
+        return Verdict(
+            event="pmu", status=Status.UNAVAILABLE, reason=Reason.PARTIAL_PMU,
+            detail=f"{', '.join(counted)} count{'s' if len(counted) == 1 else ''}; "
+                   f"{', '.join(missing)} not supported by this PMU",
+        )  # fmt: skip
+    first = core[missing[0]]
+    return Verdict(event="pmu", status=first.status, reason=first.reason, detail=first.line())
+
+
+def judge_multiplexing(stat: PerfStat) -> Verdict:
+    """Did perf have to share the PMU's counters between the events of one run, and does it say so?
+
+    With more events than counters the kernel rotates them and perf scales each count by
+    enabled/running time; the honest report names the share of time each event really counted.
+    """
+    counted = [c for c in stat.counters if c.status not in ("not_supported", "not_counted") and c.value is not None]
+    if not counted:
+        return Verdict(event="multiplexing", status=Status.UNAVAILABLE, reason=Reason.NOT_SUPPORTED,
+                       detail=f"none of {len(stat.counters)} events counted")
+    pcts = [c.running_pct for c in counted if c.running_pct is not None]
+    if pcts and min(pcts) < 100.0:
+        return Verdict(
+            event="multiplexing", status=Status.AVAILABLE, reason=Reason.MULTIPLEXED,
+            detail=f"{len(counted)} events shared the PMU's counters: each counted {min(pcts):.2f}-{max(pcts):.2f}% "
+                   "of the time and perf scaled the rest",
+        )  # fmt: skip
+    return Verdict(event="multiplexing", status=Status.AVAILABLE,
+                   detail=f"{len(counted)} events each had a counter the whole run: no multiplexing")
