@@ -12,9 +12,9 @@ import argparse
 import time
 from pathlib import Path
 
+from pytest_perfci.checks.pmc_probe import probe_command
 from pytest_perfci.cleanup.ledger import Ledger
 from pytest_perfci.collect.pmc import TWIN_WORKLOAD, install_probe, perf_stat_shell
-from pytest_perfci.checks.pmc_probe import probe_command
 from pytest_perfci.providers.qemu import QemuProvider
 from pytest_perfci.settings import Settings
 

@@ -1,0 +1,100 @@
+"""The twin image builder's pure parts, the cpio writer, and the bad-input lines of the qemu provider."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pytest_perfci.settings import SettingsError, load_settings
+from pytest_perfci.twins.cpio import CpioWriter
+from pytest_perfci.twins.guest import QemuMissing, require_qemu
+from pytest_perfci.twins.image import AptRoot, image_key, parse_simulation
+from pytest_perfci.twins.machines import MACHINES, UnknownMachine, machine
+
+SIMULATION = """\
+NOTE: This is only a simulation!
+Inst gcc-12-base (12.2.0-14+deb12u1 Debian:12.12/stable, Debian-Security:12/stable-security [arm64])
+Inst libc6 (2.36-9+deb12u14 Debian:12.12/stable [arm64])
+Inst linux-image-6.1.0-57-arm64 (6.1.192-3 Debian-Security:12/stable-security [arm64])
+Conf libc6 (2.36-9+deb12u14 Debian:12.12/stable [arm64])
+"""
+
+
+def test_simulation_gives_exact_versions() -> None:
+    assert parse_simulation(SIMULATION) == {
+        "gcc-12-base": "12.2.0-14+deb12u1", "libc6": "2.36-9+deb12u14", "linux-image-6.1.0-57-arm64": "6.1.192-3",
+    }
+
+
+def test_image_key_changes_with_any_version() -> None:
+    pkgs = parse_simulation(SIMULATION)
+    assert image_key("arm64", pkgs) == image_key("arm64", dict(reversed(list(pkgs.items()))))
+    assert image_key("arm64", pkgs) != image_key("arm64", {**pkgs, "libc6": "2.36-9+deb12u15"})
+    assert image_key("arm64", pkgs) != image_key("amd64", pkgs)
+
+
+def test_private_apt_config_points_only_inside_its_root(tmp_path: Path) -> None:
+    root = AptRoot(tmp_path / "apt", "arm64")
+    root.prepare()
+    conf = root.config.read_text()
+    assert 'APT::Architecture "arm64";' in conf
+    for key in ("Dir::State::status", "Dir::State::Lists", "Dir::Cache", "Dir::Etc::sourcelist"):
+        line = next(ln for ln in conf.splitlines() if ln.startswith(key + " "))
+        assert str(tmp_path) in line, line
+    assert "[arch=arm64 " in (tmp_path / "apt/etc/sources.list").read_text()
+
+
+@pytest.mark.skipif(shutil.which("cpio") is None, reason="cpio(1) not installed (apt-get install cpio)")
+def test_cpio_archive_unpacks_with_cpio_and_overlay_wins(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc/hostname").write_text("base\n")
+    (tree / "bin").mkdir()
+    (tree / "bin/sh").symlink_to("busybox")
+    buf = io.BytesIO()
+    w = CpioWriter(buf)
+    assert w.tree(tree) == len("base\n")
+    w.close()
+    o = CpioWriter(buf)
+    o.file("etc/hostname", b"guest\n", 0o600)
+    o.close()
+    out = tmp_path / "out"
+    out.mkdir()
+    data = buf.getvalue()
+    # GNU cpio stops at the first trailer; the kernel goes on to the overlay archive (checked by the live twin).
+    subprocess.run(["cpio", "-idmu", "--quiet"], input=data, cwd=out, check=True)
+    listing = subprocess.run(["cpio", "-it", "--quiet"], input=data, capture_output=True, check=True)
+    assert sorted(listing.stdout.decode().split()) == ["bin", "bin/sh", "etc", "etc/hostname"]
+    assert (out / "bin/sh").readlink() == Path("busybox")
+    assert (out / "etc/hostname").read_text() == "base\n"
+    overlay = data[data.index(b"TRAILER!!!") + 10:].lstrip(b"\0")
+    subprocess.run(["cpio", "-idmu", "--quiet"], input=overlay, cwd=out, check=True)
+    assert (out / "etc/hostname").read_text() == "guest\n"
+    assert (out / "etc/hostname").stat().st_mode & 0o777 == 0o600
+
+
+def test_unknown_machine_is_one_line_naming_the_allowed() -> None:
+    with pytest.raises(UnknownMachine) as info:
+        machine("riscv-pmu")
+    assert str(info.value) == "--qemu-machine 'riscv-pmu' is not a twin machine; allowed: arm64-pmu, arm64-partial"
+    with pytest.raises(SettingsError, match=r"^--qemu-machine: .*'riscv-pmu' is not a twin machine"):
+        load_settings({"provider": "qemu", "qemu_machine": ["arm64-pmu,riscv-pmu"]}, env={})
+
+
+def test_qemu_options_need_the_qemu_provider() -> None:
+    with pytest.raises(SettingsError, match="apply to --provider=qemu, not --provider=local"):
+        load_settings({"qemu_machine": ["arm64-pmu"]}, env={})
+    s = load_settings({"provider": "qemu", "qemu_machine": ["arm64-pmu,arm64-partial"]}, env={})
+    assert s.qemu_machine == ("arm64-pmu", "arm64-partial")
+
+
+def test_missing_qemu_names_the_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(QemuMissing) as info:
+        require_qemu(MACHINES["arm64-pmu"])
+    assert str(info.value) == ("qemu-system-aarch64 not found (needed for --qemu-machine arm64-pmu): "
+                               "apt-get install qemu-system-arm")
