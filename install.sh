@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up pytest-perfci on a Debian/Ubuntu machine: the system tools the checks use (perf; with --dev
-# also OpenSSH server for the framework's own tests) and a virtualenv in .venv with the package.
+# also OpenSSH server, qemu-system-arm and cpio for the framework's own tests) and a virtualenv in .venv with the package.
 # Idempotent: a second run only re-checks. Needs root or passwordless sudo for the apt step; without
 # either it says what is missing and carries on (the PMC suite then reports "perf not installed").
 set -euo pipefail
@@ -35,6 +35,9 @@ if [ "$dev" = 1 ]; then
   command -v ssh-keygen >/dev/null || required+=(openssh-client)
   # headless browser for the `perfci report` page test (tests/test_report.py skips, saying so, without it)
   command -v chromium >/dev/null || optional+=(chromium)
+  # Target twins (tests/test_twins.py, --provider=qemu): the arm64 emulator; cpio for the image tests.
+  command -v qemu-system-aarch64 >/dev/null || required+=(qemu-system-arm)
+  command -v cpio >/dev/null || required+=(cpio)
 fi
 if ! command -v perf >/dev/null; then
   if grep -qi '^ID=ubuntu' /etc/os-release 2>/dev/null; then

@@ -48,7 +48,7 @@ def test_markers_are_registered_and_documented(pytester: pytest.Pytester) -> Non
 @pytest.mark.parametrize(
     ("args", "first_line"),
     [
-        (["--provider=azure"], "ERROR: --provider: 'azure' is not allowed; choose one of: local, inventory, ec2, kops"),
+        (["--provider=azure"], "ERROR: --provider: 'azure' is not allowed; choose one of: local, inventory, ec2, kops, qemu"),
         (["--instance-type=m7i"], "ERROR: --instance-type: 'm7i' is not an EC2 instance type name*"),
         (["--region=moon-1"], "ERROR: --region: 'moon-1' is not an AWS region name*"),
         (["--perfci-run-id=x"], "ERROR: --perfci-run-id: 'x' is not a valid run id*"),

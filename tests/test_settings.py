@@ -46,7 +46,7 @@ def test_env_instance_type_is_comma_separated(monkeypatch: pytest.MonkeyPatch) -
 @pytest.mark.parametrize(
     ("cli", "first_line"),
     [
-        ({"provider": "azure"}, "--provider: 'azure' is not allowed; choose one of: local, inventory, ec2, kops"),
+        ({"provider": "azure"}, "--provider: 'azure' is not allowed; choose one of: local, inventory, ec2, kops, qemu"),
         ({"instance_type": ["m7i"]}, "--instance-type: 'm7i' is not an EC2 instance type name"),
         ({"instance_type": ["c7g.metal,M7I.LARGE"]}, "--instance-type: 'M7I.LARGE' is not an EC2 instance type"),
         ({"region": "mars-north-1x"}, "--region: 'mars-north-1x' is not an AWS region name"),
