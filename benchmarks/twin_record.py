@@ -14,7 +14,8 @@ from pathlib import Path
 
 from pytest_perfci.checks.pmc_probe import probe_command
 from pytest_perfci.cleanup.ledger import Ledger
-from pytest_perfci.collect.pmc import TWIN_WORKLOAD, install_probe, perf_stat_shell
+from pytest_perfci.collect.pmc import TWIN_WORKLOAD, perf_stat_shell
+from pytest_perfci.collect.probes import install_probe
 from pytest_perfci.providers.qemu import QemuProvider
 from pytest_perfci.settings import Settings
 
@@ -29,7 +30,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("tests/data/samples/twins"))
     parser.add_argument("--results", type=Path, default=Path("/tmp/perfci-twin-record"))
     args = parser.parse_args()
-    settings = Settings(provider="qemu", qemu_machine=tuple(args.machines), results=args.results)
+    settings = Settings(provider="qemu", qemu={"machine": tuple(args.machines)}, results=args.results)
     provider = QemuProvider(settings, ledger=Ledger(args.results / "ledger.jsonl"))
     started = time.monotonic()
     try:
@@ -48,7 +49,7 @@ def main() -> None:
             (out / "perf-stat-misses.csv").write_text(wider.stdout)
             mux = host.run(perf_stat_shell(list(MULTIPLEX), TWIN_WORKLOAD), check=False, timeout=300)
             (out / "perf-stat-multiplex.csv").write_text(mux.stdout)
-            remote = install_probe(host)
+            remote = install_probe(host, "pmc_reader.py")
             probe = host.run(probe_command("python3", remote, ["cycles", "instructions"], list(TWIN_WORKLOAD),
                                            user_only=True, repeat=3), check=False, timeout=300)
             (out / "probe-core.json").write_text(probe.stdout)

@@ -48,6 +48,7 @@ _GROUPS = {
     "record": ("perfci", ""),
     "kops": ("perfci-kops", "perfci: kops cluster (--provider=kops)"),
     "cl2": ("perfci-cl2", "perfci: ClusterLoader2 (suites/cl2)"),
+    "qemu": ("perfci-qemu", "perfci: target twins on this machine (--provider=qemu)"),
 }
 
 

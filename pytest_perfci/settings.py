@@ -368,11 +368,9 @@ class Settings(BaseModel):
                 f"--provider=local runs on this machine, but instance types {', '.join(self.instance_types)} "
                 "were given; drop --provider (defaults to ec2 with instance types) or use --provider=ec2"
             )
-        if (self.qemu.machine or self.qemu.port is not None) and self.effective_provider != "qemu":
-            raise ValueError(
-                f"--qemu-machine/--qemu-port apply to --provider=qemu, not --provider={self.effective_provider}"
-            )
-        if self.provider == "qemu" and self.instance_types:
+        if (self.qemu.machine or self.qemu.port is not None) and self.provider not in (None, "qemu"):
+            raise ValueError(f"--qemu-machine/--qemu-port apply to --provider=qemu, not --provider={self.provider}")
+        if (self.provider == "qemu" or (self.provider is None and self.qemu.machine)) and self.instance_types:
             raise ValueError(
                 f"--provider=qemu boots twin machines (--qemu-machine), but instance types "
                 f"{', '.join(self.instance_types)} were given; drop one of them"
@@ -385,8 +383,10 @@ class Settings(BaseModel):
 
     @property
     def effective_provider(self) -> str:
-        """Instance types imply EC2; otherwise the embedded default is this machine."""
-        return self.provider or ("ec2" if self.instance_types else "local")
+        """Instance types imply EC2, twin machines imply qemu; otherwise the embedded default is this machine."""
+        if self.provider:
+            return self.provider
+        return "ec2" if self.instance_types else ("qemu" if self.qemu.machine else "local")
 
     def origin(self, dest: str) -> str:
         """How the user spelt the setting `dest` (for errors found after loading, e.g. an unreadable file)."""

@@ -59,6 +59,8 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "cl2_baseline": ("cl2-baseline.json", Path("cl2-baseline.json")),
     "cl2_slo": ("pod_startup_p99=90", ("pod_startup_p99=90",)),
     "cl2_perfdash_job": ("nightly", "nightly"),
+    "qemu_machine": ("arm64-partial", ("arm64-partial",)),
+    "qemu_port": ("2222", 2222),
 }
 
 
@@ -80,8 +82,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_every_field_has_a_flag_an_env_and_an_ini_key_all_distinct() -> None:
     specs = option_specs()
-    models: list[Any] = [Settings, *(Settings.model_fields[s].annotation for s in ("record", "kops", "cl2"))]
-    fields = sum(len(m.model_fields) for m in models) - 3  # the three section fields themselves
+    models: list[Any] = [Settings, *(Settings.model_fields[s].annotation for s in ("record", "kops", "cl2", "qemu"))]
+    fields = sum(len(m.model_fields) for m in models) - 4  # the four section fields themselves
     assert len(specs) == fields, "a field without Opt metadata has no spellings"
     for attr in ("dest", "ini", "env"):
         values = [getattr(s, attr) for s in specs]
@@ -161,7 +163,7 @@ def test_pyproject_sections_may_be_sub_tables(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("env", "first_line"),
     [
-        ({"PERFCI_PROVIDER": "gcp"}, "PERFCI_PROVIDER: 'gcp' is not allowed; choose one of: local, inventory, ec2, kops"),
+        ({"PERFCI_PROVIDER": "gcp"}, "PERFCI_PROVIDER: 'gcp' is not allowed; choose one of: local, inventory, ec2, kops, qemu"),
         ({"PERFCI_KOPS_NODES": "0"}, "PERFCI_KOPS_NODES: '0': input should be greater than or equal to 1"),
         ({"PERFCI_HISTORY_BAND": "iqr"}, "PERFCI_HISTORY_BAND: 'iqr' is not allowed; choose one of: mad, sigma"),
         ({"PERFCI_RESULTS_S3": "http://x"}, "PERFCI_RESULTS_S3: "),
@@ -181,9 +183,9 @@ def test_env_origin_through_pytest_is_the_variable_not_the_flag(
     monkeypatch.setenv("PERFCI_PROVIDER", "gcp")
     result = pytester.runpytest("-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: PERFCI_PROVIDER: 'gcp' is not allowed; choose one of: local, inventory, ec2, kops"])
+    result.stderr.fnmatch_lines(["ERROR: PERFCI_PROVIDER: 'gcp' is not allowed; choose one of: local, inventory, ec2, kops, qemu"])
     readme = (ROOT / "README.md").read_text()
-    assert "ERROR: PERFCI_PROVIDER: 'gcp' is not allowed; choose one of: local, inventory, ec2, kops" in readme
+    assert "ERROR: PERFCI_PROVIDER: 'gcp' is not allowed; choose one of: local, inventory, ec2, kops, qemu" in readme
 
 
 def test_cli_origin_beats_env_and_is_named(monkeypatch: pytest.MonkeyPatch, pytester: pytest.Pytester) -> None:

@@ -87,9 +87,12 @@ def test_unknown_machine_is_one_line_naming_the_allowed() -> None:
 
 def test_qemu_options_need_the_qemu_provider() -> None:
     with pytest.raises(SettingsError, match="apply to --provider=qemu, not --provider=local"):
-        load_settings({"qemu_machine": ["arm64-pmu"]}, env={})
+        load_settings({"provider": "local", "qemu_machine": ["arm64-pmu"]}, env={})
+    with pytest.raises(SettingsError, match="--provider=qemu boots twin machines .*, but instance types c7g.large"):
+        load_settings({"qemu_machine": ["arm64-pmu"], "instance_type": ["c7g.large"]}, env={})
+    assert load_settings({"qemu_machine": ["arm64-pmu"]}, env={}).effective_provider == "qemu"
     s = load_settings({"provider": "qemu", "qemu_machine": ["arm64-pmu,arm64-partial"]}, env={})
-    assert s.qemu_machine == ("arm64-pmu", "arm64-partial")
+    assert s.qemu.machine == ("arm64-pmu", "arm64-partial")
 
 
 def test_missing_qemu_names_the_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ class Twin:
 @pytest.fixture(scope="module")
 def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twin]:
     results = tmp_path_factory.mktemp("twin")
-    settings = Settings(provider="qemu", qemu_machine=("arm64-pmu",), results=results, run_id="twin-selftest")
+    settings = Settings(provider="qemu", qemu={"machine": ("arm64-pmu",)}, results=results, run_id="twin-selftest")
     ledger = Ledger(results / "ledger.jsonl")
     provider = QemuProvider(settings, ledger=ledger, progress=lambda line: print(line, file=sys.stderr))
     try:
@@ -141,7 +141,7 @@ def test_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
-        settings = Settings(provider="qemu", results=tmp_path, qemu_port=port)
+        settings = Settings(provider="qemu", results=tmp_path, qemu={"port": port})
         provider = QemuProvider(settings, ledger=Ledger(tmp_path / "ledger.jsonl"))
         with pytest.raises(TwinError, match=rf"^--qemu-port: 127.0.0.1:{port} \(for arm64-pmu\) is in use; "):
             provider.validate()
