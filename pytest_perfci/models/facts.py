@@ -29,7 +29,8 @@ for s in \
   "virt:systemd-detect-virt --vm" \
   "dmi_vendor:cat /sys/class/dmi/id/sys_vendor" \
   "dmi_product:cat /sys/class/dmi/id/product_name" \
-  "filesystems:cat /proc/filesystems" ; do
+  "filesystems:cat /proc/filesystems" \
+  "twin:cat /etc/perfci-twin" ; do
   echo "@@perfci:${s%%:*}"
   sh -c "${s#*:}" 2>/dev/null
 done
@@ -133,7 +134,7 @@ def parse_facts(text: str, **known: str | None) -> Facts:
     else:
         virtualised = None
     hypervisor = virt if virt and virt != "none" else ("unknown" if virtualised else None)
-    twin = known.get("twin")
+    twin = known.get("twin") or s.get("twin", "").strip() or None  # a target twin names itself (twins/guest.py)
     if twin:
         virtualised, hypervisor = True, "qemu-tcg"  # emulated, whatever the guest can detect
     perf = s.get("perf", "").strip()

@@ -98,7 +98,7 @@ class QemuProvider(Provider):
         return images
 
     def _start(self) -> None:
-        """Build images, start every guest from this thread (see twins.guest), wait for all of them."""
+        """Build images, start every guest (twins.guest starts them from its launcher thread), wait for all."""
         with self._lock:
             if self._started:
                 return

@@ -10,8 +10,8 @@ Why it is built this way:
 * Network: QEMU user networking with `restrict=on` (the guest reaches nothing) and one host forward,
   127.0.0.1:PORT -> guest:22.
 * Nothing outlives the run: QEMU gets PR_SET_PDEATHSIG(SIGKILL) in its pre-exec, so it dies with
-  the thread that started it (providers start every guest from the calling thread, never from a
-  pool); a clean end powers the guest off over SSH; the ledger records the pid for `perfci reap`.
+  the thread that started it, which is one launcher thread living as long as the process (see
+  _Launcher); a clean end powers the guest off over SSH; the ledger records the pid for `perfci reap`.
 """
 
 from __future__ import annotations
@@ -19,12 +19,15 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import queue
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,6 +173,42 @@ class Guest:
             self.process.wait()
 
 
+class _Launcher:
+    """One long-lived thread that starts every QEMU of this process.
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, not the process. Guests
+    are started from whatever thread asks (the EC2 provider's provisioning pool calls the address
+    hook from short-lived workers), so the fork happens here, in a daemon thread that lives exactly
+    as long as the process: the guest dies with pytest, and only then.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[tuple[Callable[[], subprocess.Popen[bytes]], Future[subprocess.Popen[bytes]]]]
+        self._queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def _loop(self) -> None:
+        while True:
+            start, future = self._queue.get()
+            try:
+                future.set_result(start())
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                future.set_exception(exc)
+
+    def popen(self, start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="perfci-twin-launcher", daemon=True)
+                self._thread.start()
+        future: Future[subprocess.Popen[bytes]] = Future()
+        self._queue.put((start, future))
+        return future.result()
+
+
+_LAUNCHER = _Launcher()
+
+
 def start_guest(
     machine: Machine,
     image: Image,
@@ -180,8 +219,7 @@ def start_guest(
     port: int | None = None,
     memory_mb: int = 1024,
 ) -> Guest:
-    """Start QEMU for one guest (returns at once; call Guest.wait_ready). Must run in a thread that lives
-    as long as the guest: PR_SET_PDEATHSIG fires when the starting thread ends."""
+    """Start QEMU for one guest (returns at once; call Guest.wait_ready), from any thread (see _Launcher)."""
     qemu = require_qemu(machine)
     if port is None:
         port = free_port()
@@ -202,13 +240,19 @@ def start_guest(
         overlay.directory("root/.ssh", 0o700)
         overlay.file("root/.ssh/authorized_keys", (authorized_key.strip() + "\n").encode(), 0o600)
         overlay.file("etc/hostname", f"{label}\n".encode(), 0o644)
+        overlay.file("etc/perfci-twin", f"{machine.name}\n".encode(), 0o644)  # facts.twin, whoever connects
         overlay.close()
     initrd.chmod(0o600)
     name = f"{NAME_PREFIX}:{label}"
     argv = qemu_command(qemu, machine, image, initrd, port, name, memory_mb)
-    with (workdir / "console.log").open("wb") as console:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-                                   preexec_fn=_die_with_parent, start_new_session=True)  # noqa: PLW1509
+    console_path = workdir / "console.log"
+
+    def start() -> subprocess.Popen[bytes]:
+        with console_path.open("wb") as console:
+            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+                                    preexec_fn=_die_with_parent, start_new_session=True)  # noqa: PLW1509
+
+    process = _LAUNCHER.popen(start)
     return Guest(name=label, machine=machine, port=port, workdir=workdir, process=process, started=time.monotonic())
 
 
