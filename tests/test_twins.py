@@ -167,7 +167,7 @@ def test_suite_end_to_end_on_the_twin(tmp_path: Path) -> None:
     assert proc.returncode == 0, out + proc.stderr
     assert "8 passed" in out, out
     assert "twin arm64-pmu SSH-ready on 127.0.0.1:" in out
-    cells = {r["capability"]: r for r in json.loads((tmp_path / "capabilities-twin-suite.json").read_text())}
+    cells = {r["capability"]: r for r in json.loads((tmp_path / "twin-suite" / "capabilities.json").read_text())}
     assert cells["pmu"]["ok"] and cells["cycles"]["ok"] and cells["instructions"]["ok"]
     assert "exactly the expected 1" in cells["cpi"]["detail"]
     assert not cells["branch-misses"]["ok"] and not cells["cache-misses"]["ok"]
