@@ -178,3 +178,69 @@ def test_word_split_by_a_hard_wrap_is_repaired_for_rdt_flags() -> None:
     """A narrow terminal cuts words anywhere: `cqm_mbm_to` / `tal` is still cqm_mbm_total."""
     cpu = parse_cpuinfo("vendor_id\t: GenuineIntel\nflags\t\t: fpu lm cqm_mbm_to\ntal rdt\n_a\n")
     assert cpu.has("cqm_mbm_total") and cpu.has("rdt_a") and cpu.has("fpu")
+
+
+# --- layering: what each layer may import, and no import circle ------------------------------------------
+
+PACKAGE = Path(__file__).resolve().parents[1] / "pytest_perfci"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """pytest_perfci modules a file imports at run time (module level or inside functions), leaving out
+    `if TYPE_CHECKING:` blocks, which never run."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pytest_perfci"):
+            for alias in node.names:  # `from pytest_perfci.checks import resctrl` imports a submodule
+                sub = f"{node.module}.{alias.name}"
+                names.add(sub if (PACKAGE.parent / sub.replace(".", "/")).with_suffix(".py").exists() else node.module)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names if a.name.startswith("pytest_perfci"))
+    return names
+
+
+def _graph() -> dict[str, set[str]]:
+    return {_module_name(p): _runtime_imports(p) for p in PACKAGE.rglob("*.py") if "probes" not in p.parts}
+
+
+def test_layers_import_only_what_they_may() -> None:
+    """models imports only models; checks only checks and models (checks never import hosts); nothing
+    imports the pytest plugin module back."""
+    graph = _graph()
+    for module, imports in graph.items():
+        if module.startswith("pytest_perfci.models"):
+            assert all(i.startswith("pytest_perfci.models") for i in imports), (module, imports)
+        if module.startswith("pytest_perfci.checks"):
+            assert all(i.startswith(("pytest_perfci.checks", "pytest_perfci.models")) for i in imports), \
+                (module, imports)
+        assert "pytest_perfci.plugin" not in imports, module
+
+
+def test_no_import_circle() -> None:
+    graph = _graph()
+    cycles = []
+    for start in graph:  # depth-first search from every module for a path back to it
+        stack, seen = [(start, (start,))], set()
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph.get(node, ()):
+                if nxt == start:
+                    cycles.append(" -> ".join((*path, start)))
+                elif nxt not in seen and nxt in graph:
+                    seen.add(nxt)
+                    stack.append((nxt, (*path, nxt)))
+    assert cycles == []

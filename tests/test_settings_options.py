@@ -119,7 +119,7 @@ def test_ini_keys_reach_the_settings_through_pytest(pytester: pytest.Pytester) -
     pytester.makeini("[pytest]\nperfci_kops_nodes = 4\nperfci_history_band = sigma\nperfci_region = eu-west-1\n")
     pytester.makeconftest("""
 import pytest
-from pytest_perfci.plugin import SETTINGS_KEY
+from pytest_perfci.stash import SETTINGS_KEY
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config):

@@ -45,7 +45,7 @@ def cl2_options(settings: Settings) -> Cl2Options:
 @pytest.hookimpl(trylast=True)  # after pytest_perfci made the settings and the provider
 def pytest_configure(config: pytest.Config) -> None:
     """--provider=kops: what CL2 needs is checked now, before the cluster is created on first use."""
-    from pytest_perfci.plugin import SETTINGS_KEY
+    from pytest_perfci.stash import SETTINGS_KEY
 
     settings = config.stash.get(SETTINGS_KEY, None)
     if settings is None or settings.effective_provider != "kops":
