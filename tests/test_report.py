@@ -58,7 +58,9 @@ def test_report_page_in_headless_chromium(results: Path, tmp_path: Path, capsys:
     assert newest.high is None and newest.low is not None and 62.0 < newest.low < 98.9  # one-sided: higher is better
     assert newest.why.startswith("regression: mini.copy = 62 MiB/s on ")
     chart = mermaid(series)
-    assert chart.startswith("```mermaid\nxychart-beta\n") and "line [101, 99.5, 100.2, 98.9, 62]" in chart
+    assert chart.startswith("```mermaid\n%%{init: ") and "\nxychart-beta\n" in chart
+    assert 'x-axis ["1", "2", "3", "4", "5"]' in chart  # runs of one day: numbered
+    assert "line [101, 99.5, 100.2, 98.9, 62]" in chart
 
     chromium = shutil.which("chromium")
     if chromium is None:
@@ -111,7 +113,7 @@ document.getElementById("probe").textContent = JSON.stringify({charts, cells});
     md = summary.read_text()
     assert md == (out / "summary.md").read_text()
     assert "❌ **FAILED** NO-PMU" in md and "⚪ NO-PMU" in md
-    assert "**❌ 1 series regressed in the newest run:**" in md and "```mermaid\nxychart-beta" in md
+    assert "**❌ 1 series regressed in the newest run:**" in md and "xychart-beta" in md
 
 
 def test_report_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -123,3 +125,21 @@ def test_report_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "no perfci record" in capsys.readouterr().err
     assert main(["report", str(tmp_path), "-o", str(tmp_path / "o"), "--k", "0"]) == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_step_summary_names_earlier_regressions_under_the_chart() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from pytest_perfci.results.model import Infrastructure, ResultRecord
+    from pytest_perfci.results.trends import summary_markdown
+
+    m7 = Infrastructure(provider="ec2", target="m7i.metal-24xl", instance_type="m7i.metal-24xl")
+    t0 = datetime(2026, 9, 7, 4, 17, tzinfo=UTC)
+    cpis = [0.91, 0.93, 0.90, 0.92, 0.94, 0.91, 1.40, 0.92]  # one bad week, then back
+    records = [ResultRecord(name="pmc.cpi", value=v, unit="cycles/instruction", verdict="pass", direction="lower",
+                            run_id=f"w{i}", infrastructure=m7, recorded_at=t0 + timedelta(days=7 * i))
+               for i, v in enumerate(cpis)]
+    md = summary_markdown(build_series(records))
+    assert "✅ no series regressed in the newest run" in md
+    assert 'x-axis ["09-07", "09-14", "09-21", "09-28", "10-05", "10-12", "10-19", "10-26"]' in md
+    assert "regressed earlier: 2026-10-19 (w6, 1.4)" in md

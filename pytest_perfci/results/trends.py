@@ -94,7 +94,10 @@ def mermaid(series: Series) -> str:
     """A Mermaid xychart of the newest points, with the current band as two flat lines (GitHub renders
     ```mermaid blocks in step summaries); regressions are listed under it, since xychart cannot mark one."""
     points = series.points[-MERMAID_POINTS:]
-    labels = ", ".join(f'"{p.at:%m-%d %H:%M}"' for p in points)
+    days = [f"{p.at:%m-%d}" for p in points]
+    # short labels or they overlap: the day, or the run's ordinal when runs share a day
+    labels = ", ".join(f'"{d}"' for d in (days if len(set(days)) == len(days) else
+                                           [str(i) for i in range(1, len(points) + 1)]))
     values = [p.value for p in points]
     current = next((p for p in reversed(points) if p.n), None)
     lows = [current.low for _ in points] if current is not None and current.low is not None else []
@@ -103,7 +106,8 @@ def mermaid(series: Series) -> str:
     top, bottom = max(everything), min(everything)
     pad = (top - bottom) * 0.1 or abs(top) * 0.1 or 1.0
     unit = f" ({series.unit})" if series.unit else ""
-    lines = ["```mermaid", "xychart-beta", f'    title "{series.metric} on {series.label}"',
+    palette = '{"themeVariables": {"xyChart": {"plotColorPalette": "#1f2937, #2563eb, #2563eb"}}}'
+    lines = ["```mermaid", f"%%{{init: {palette}}}%%", "xychart-beta", f'    title "{series.metric} on {series.label}"',
              f"    x-axis [{labels}]", f'    y-axis "{series.metric}{unit}" {_num(bottom - pad)} --> {_num(top + pad)}',
              f"    line [{', '.join(_num(v) for v in values)}]"]
     if lows:
@@ -126,13 +130,19 @@ def summary_markdown(series_list: list[Series], *, limit: int = 12) -> str:
         out += [f"- ❌ `{s.metric}` on `{s.label}`: {s.points[-1].why}" for s in regressed]
     else:
         out.append("✅ no series regressed in the newest run")
-    out += ["", "Lines: value; the flat lines are the current history band (low, high) where there is one.", ""]
+    out += ["", ("Dark line: the values (x: day, or run number when runs share a day); blue flat lines: the current "
+            "history band (low, high) where there is one."), ""]
     for s in ordered[:limit]:
         out += [mermaid(s), ""]
         newest = s.points[-1]
         band = (f"band [{fmt(newest.low)}, {fmt(newest.high)}] from n={newest.n}" if newest.n
                 else "too little history for a band")
-        out += [f"{'❌' if newest.regressed else '✅'} newest {fmt(newest.value)} {s.unit} ({band})".rstrip(), ""]
+        out += [f"{'❌' if newest.regressed else '✅'} newest {fmt(newest.value)} {s.unit} ({band})".rstrip()]
+        earlier = [p for p in s.regressions if p is not newest]
+        if earlier:  # xychart cannot mark a point, so the regressions are named under it
+            out.append("regressed earlier: " + ", ".join(f"{p.at:%Y-%m-%d} ({p.run_id}, {fmt(p.value)})"
+                                                         for p in earlier[-5:]))
+        out.append("")
     if len(ordered) > limit:
         out += [f"... and {len(ordered) - limit} more series in the HTML report.", ""]
     return "\n".join(out)
