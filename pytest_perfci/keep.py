@@ -21,8 +21,7 @@ import shlex
 
 from pytest_perfci.providers.base import Provider
 from pytest_perfci.settings import Settings
-
-TAG_EXPIRES = "perfci:expires-at"
+from pytest_perfci.tags import TAG_EXPIRES
 
 
 def freeze(provider: Provider) -> None:

@@ -29,12 +29,8 @@ from botocore.exceptions import ClientError, WaiterError
 from pydantic import BaseModel
 
 from pytest_perfci.cleanup.ledger import Entry, Ledger
-
-TAG_RUN_ID = "perfci:run-id"
-TAG_OWNER = "perfci:owner"
-TAG_EXPIRES = "perfci:expires-at"
-TAG_KEEP = "perfci:keep-until"
-TAG_SUITE = "perfci:suite"
+from pytest_perfci.retry import backoff
+from pytest_perfci.tags import TAG_EXPIRES, TAG_KEEP, TAG_RUN_ID
 
 INSTANCE = "instance"
 KEY_PAIR = "key_pair"
@@ -501,21 +497,21 @@ def delete_security_group(
     """Delete one group; 'deleted' or 'already_gone'. DependencyViolation (an instance still shutting
     down holds it) is retried with backoff until ``timeout``; any other error is raised."""
     kwargs = {"GroupId": group} if group.startswith("sg-") else {"GroupName": group}
-    deadline = time.monotonic() + timeout
-    delay = 2.0
-    while True:
-        try:
-            ec2.delete_security_group(**kwargs)
-            return "deleted"
-        except ClientError as exc:
-            code = _code(exc)
-            if code in ("InvalidGroup.NotFound", "InvalidGroupId.NotFound"):
-                return "already_gone"
-            if code != "DependencyViolation" or time.monotonic() + delay > deadline:
-                raise
-            progress(f"security group {group} still in use; retrying in {delay:.0f}s")
-            sleep(delay)
-            delay = min(delay * 2, 15.0)
+
+    def in_use(exc: BaseException) -> bool:
+        return isinstance(exc, ClientError) and _code(exc) == "DependencyViolation"
+
+    def waiting(_: BaseException, delay: float, _n: int) -> None:
+        progress(f"security group {group} still in use; retrying in {delay:.0f}s")
+
+    try:
+        backoff(in_use, first=2.0, cap=15.0, within=timeout, on_retry=waiting, sleep=sleep)(
+            ec2.delete_security_group, **kwargs)
+        return "deleted"
+    except ClientError as exc:
+        if _code(exc) in ("InvalidGroup.NotFound", "InvalidGroupId.NotFound"):
+            return "already_gone"
+        raise
 
 
 @register_deleter(SECURITY_GROUP, order=30)

@@ -47,7 +47,6 @@ import logging
 import os
 import re
 import socket
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -60,6 +59,7 @@ from pytest_perfci.hosts.base import Host
 from pytest_perfci.hosts.result import HostError
 from pytest_perfci.hosts.ssh import SSHHost
 from pytest_perfci.providers.base import Provider, ProviderContext, Target, WorkerHandle
+from pytest_perfci.retry import LookAgain, polling
 from pytest_perfci.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -609,60 +609,64 @@ class InventoryProvider(Provider):
         self.notes.append(text)
 
     def _lock(self, spec: InventoryHost, host: SSHHost, attempts: int = 5) -> _Held:
+        try:
+            return polling(attempts)(self._try_lock, spec, host)
+        except LookAgain:
+            raise LockHeld(
+                spec.name, f"lock {spec.lock_dir} on {spec.address} is being taken by another run right now; "
+                "try again"
+            ) from None
+
+    def _try_lock(self, spec: InventoryHost, host: SSHHost) -> _Held:
+        """One look at the lock: take it, share it (our run), refuse (a live holder), or LookAgain (in flux)."""
         lock = spec.lock_dir
-        for _ in range(attempts):
-            mine = self._owner().line()
-            out = host.run(["sh", "-c", _ACQUIRE, "perfci-lock", lock, mine], timeout=60).stdout
-            lines = out.splitlines()
-            if lines[:1] == ["ACQUIRED"]:
-                log.info("%s: locked %s for run %s", spec.name, lock, self.settings.run_id)
-                return _Held(spec, host, mine, owned=True)
-            if lines[:1] == ["RETRY"]:
-                time.sleep(0.1)
-                continue
-            if lines[:1] != ["HELD"] or len(lines) < 2:
-                raise HostError(
-                    spec.name, f"cannot take lock {lock}: unexpected answer {out.strip()[:200]!r}"
-                )
-            created = datetime.fromtimestamp(int(lines[1]) if lines[1].isdigit() else 0, UTC)
-            text = "\n".join(lines[2:]).strip()
-            if not text and self._now() - created < timedelta(seconds=ORPHAN_LOCK_GRACE_S):
-                time.sleep(0.2)  # another controller is between its mkdir and its mv: look again
-                continue
-            other = LockOwner.parse(text) if text else None
-            if other is not None and other.run_id == self.settings.run_id:
-                log.info(
-                    "%s: lock %s already held by our run %s (pid %d): sharing it",
-                    spec.name,
-                    lock,
-                    other.run_id,
-                    other.pid,
-                )
-                return _Held(spec, host, text, owned=False)
-            if other is None and text:
-                raise LockHeld(
-                    spec.name,
-                    f"lock {lock} on {spec.address} (created {created:%Y-%m-%d %H:%M:%S}Z) has an unreadable "
-                    f"owner file ({text[:120]!r}); remove it by hand if no run is using the host",
-                )
-            why = self._stale_reason(other, created)
-            if why is None:
-                assert other is not None
-                raise LockHeld(
-                    spec.name,
-                    f"in use by {other.describe()}; lock {lock} on {spec.address}. "
-                    f"Wait, pick another host with --perfci-label, or remove the lock if that run is dead",
-                )
-            answer = host.run(
-                ["sh", "-c", _TAKEOVER, "perfci-lock", lock, mine, text], timeout=60
-            ).stdout.strip()
-            if answer == "ACQUIRED":
-                self._note(f"{spec.name}: took over lock {lock}: {why}")
-                return _Held(spec, host, mine, owned=True)
-            time.sleep(0.2)  # BUSY or CHANGED: someone else moved first; look at the lock again
-        raise LockHeld(
-            spec.name, f"lock {lock} on {spec.address} is being taken by another run right now; try again"
-        )
+        mine = self._owner().line()
+        out = host.run(["sh", "-c", _ACQUIRE, "perfci-lock", lock, mine], timeout=60).stdout
+        lines = out.splitlines()
+        if lines[:1] == ["ACQUIRED"]:
+            log.info("%s: locked %s for run %s", spec.name, lock, self.settings.run_id)
+            return _Held(spec, host, mine, owned=True)
+        if lines[:1] == ["RETRY"]:
+            raise LookAgain(0.1)
+        if lines[:1] != ["HELD"] or len(lines) < 2:
+            raise HostError(
+                spec.name, f"cannot take lock {lock}: unexpected answer {out.strip()[:200]!r}"
+            )
+        created = datetime.fromtimestamp(int(lines[1]) if lines[1].isdigit() else 0, UTC)
+        text = "\n".join(lines[2:]).strip()
+        if not text and self._now() - created < timedelta(seconds=ORPHAN_LOCK_GRACE_S):
+            raise LookAgain(0.2, "another controller is between its mkdir and its mv")
+        other = LockOwner.parse(text) if text else None
+        if other is not None and other.run_id == self.settings.run_id:
+            log.info(
+                "%s: lock %s already held by our run %s (pid %d): sharing it",
+                spec.name,
+                lock,
+                other.run_id,
+                other.pid,
+            )
+            return _Held(spec, host, text, owned=False)
+        if other is None and text:
+            raise LockHeld(
+                spec.name,
+                f"lock {lock} on {spec.address} (created {created:%Y-%m-%d %H:%M:%S}Z) has an unreadable "
+                f"owner file ({text[:120]!r}); remove it by hand if no run is using the host",
+            )
+        why = self._stale_reason(other, created)
+        if why is None:
+            assert other is not None
+            raise LockHeld(
+                spec.name,
+                f"in use by {other.describe()}; lock {lock} on {spec.address}. "
+                f"Wait, pick another host with --perfci-label, or remove the lock if that run is dead",
+            )
+        answer = host.run(
+            ["sh", "-c", _TAKEOVER, "perfci-lock", lock, mine, text], timeout=60
+        ).stdout.strip()
+        if answer == "ACQUIRED":
+            self._note(f"{spec.name}: took over lock {lock}: {why}")
+            return _Held(spec, host, mine, owned=True)
+        raise LookAgain(0.2, "BUSY or CHANGED: someone else moved first; look at the lock again")
 
     def _stale_reason(self, other: LockOwner | None, created: datetime) -> str | None:
         """Why a held lock may be taken over, or None when its holder must be respected."""

@@ -32,14 +32,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pytest_perfci import retry
 from pytest_perfci.cleanup import reaper
 from pytest_perfci.cleanup.ledger import Ledger
 from pytest_perfci.cleanup.reaper import (
     CLUSTER,
-    TAG_EXPIRES,
-    TAG_OWNER,
-    TAG_RUN_ID,
-    TAG_SUITE,
     Described,
     Orphan,
     Outcome,
@@ -49,10 +46,15 @@ from pytest_perfci.cleanup.signals import shielded
 from pytest_perfci.procs import stop_process
 from pytest_perfci.providers.base import Provider, ProviderContext, Target, TargetUnavailable
 from pytest_perfci.settings import Settings
-
-TAG_KOPS_STATE = "perfci:kops-state"
-# kops tags every instance it creates with the cluster's name.
-TAG_KOPS_CLUSTER = "KubernetesCluster"
+from pytest_perfci.tags import (
+    TAG_EXPIRES,
+    TAG_KOPS_CLUSTER,
+    TAG_KOPS_STATE,
+    TAG_OWNER,
+    TAG_RUN_ID,
+    TAG_SUITE,
+    stamp,
+)
 
 Progress = Callable[[str], None]
 
@@ -202,7 +204,7 @@ def state_store(explicit: str | None = None, env: dict[str, str] | None = None) 
 
 def perfci_tags(run_id: str, owner: str, ttl: timedelta, state: str, suite: str = "cl2",
                 now: datetime | None = None) -> dict[str, str]:
-    expires = ((now or datetime.now(UTC)) + ttl).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    expires = stamp((now or datetime.now(UTC)) + ttl)
     owner = "".join(c if c.isalnum() or c in "-_.@" else "-" for c in owner) or "-"
     return {TAG_RUN_ID: run_id, TAG_OWNER: owner, TAG_EXPIRES: expires, TAG_SUITE: suite,
             TAG_KOPS_STATE: state}
@@ -417,9 +419,8 @@ def delete_cluster(
 ) -> str:
     """Delete one cluster; 'deleted', 'already_gone', or KopsError after the last attempt."""
     args = [kops, "delete", "cluster", "--name", name, "--state", state, "--yes"]
-    last = ""
-    for attempt in range(1, attempts + 1):
-        progress(f"kops: deleting cluster {name} (attempt {attempt}/{attempts})")
+
+    def attempt() -> str:
         try:
             result = subprocess.run(args, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
         except FileNotFoundError:
@@ -427,16 +428,26 @@ def delete_cluster(
         if result.returncode == 0:
             progress(f"kops: cluster {name} deleted")
             return "deleted"
-        last = _last_line(result.stderr) or _last_line(result.stdout) or f"exit {result.returncode}"
         if is_not_found(result.stderr + result.stdout):
             progress(f"kops: cluster {name} already gone")
             return "already_gone"
-        if attempt < attempts:
-            delay = backoff * 2 ** (attempt - 1)
-            progress(f"kops: delete {name} failed ({last}); retrying in {delay:.0f}s")
-            sleep(delay)
-    raise KopsError(f"kops delete cluster {name} failed {attempts} time(s): {last}; "
-                    f"it still exists: run `perfci reap` or `{' '.join(args)}`")
+        raise _DeleteFailed(_last_line(result.stderr) or _last_line(result.stdout) or f"exit {result.returncode}")
+
+    policy = retry.backoff(
+        lambda e: isinstance(e, _DeleteFailed), first=backoff, cap=backoff * 2 ** attempts, attempts=attempts,
+        before=lambda n: progress(f"kops: deleting cluster {name} (attempt {n}/{attempts})"),
+        on_retry=lambda e, delay, _: progress(f"kops: delete {name} failed ({e}); retrying in {delay:.0f}s"),
+        sleep=sleep,
+    )
+    try:
+        return str(policy(attempt))
+    except _DeleteFailed as last:
+        raise KopsError(f"kops delete cluster {name} failed {attempts} time(s): {last}; "
+                        f"it still exists: run `perfci reap` or `{' '.join(args)}`") from None
+
+
+class _DeleteFailed(Exception):
+    """One ``kops delete cluster`` attempt failed (not "not found"); str() is kops' last line."""
 
 
 # --- the reaper's view: clusters found by their instances' tags -----------------------------------

@@ -18,11 +18,7 @@ from typing import Any
 
 from pytest_perfci.aws.clients import is_loopback_url, local_only
 from pytest_perfci.cleanup.ledger import Ledger
-
-TAG_RUN_ID = "perfci:run-id"
-TAG_OWNER = "perfci:owner"
-TAG_EXPIRES = "perfci:expires-at"
-TAG_SUITE = "perfci:suite"
+from pytest_perfci.tags import TAG_EXPIRES, TAG_OWNER, TAG_RUN_ID, TAG_SUITE, stamp
 
 CHECKIP_URL = "https://checkip.amazonaws.com"
 
@@ -33,8 +29,7 @@ class NetworkError(RuntimeError):
 
 def expires_at(ttl: timedelta, now: datetime | None = None) -> str:
     """UTC ISO8601 with a Z, seconds precision: the perfci:expires-at tag value."""
-    when = (now or datetime.now(UTC)) + ttl
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return stamp((now or datetime.now(UTC)) + ttl)
 
 
 def make_tags(run_id: str, owner: str, expires: str, suite: str, name: str) -> list[dict[str, str]]:

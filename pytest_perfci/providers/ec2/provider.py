@@ -42,6 +42,7 @@ from pytest_perfci.providers.ec2.ami import AmiResolver, Image
 from pytest_perfci.providers.ec2.catalog import Catalog
 from pytest_perfci.providers.ec2.launch import LaunchError, LaunchSpec, launch, wait_running
 from pytest_perfci.providers.ec2.teardown import TeardownReport, teardown
+from pytest_perfci.retry import backoff
 from pytest_perfci.settings import Settings
 
 Progress = Callable[[str], None]
@@ -469,23 +470,23 @@ class EC2Provider(Provider):
 
     def _wait_ssh(self, ssh: SSHHost, itype: str, iid: str, started: float) -> None:
         """`true` over SSH until it works: exponential backoff (1 s .. 15 s) up to ssh_ready_timeout."""
-        deadline = time.monotonic() + self.ssh_ready_timeout
-        delay = 1.0
-        while True:
+
+        def not_up_yet(e: BaseException) -> bool:
+            return isinstance(e, (HostUnreachable, AuthenticationFailed)) and not isinstance(e, HostKeyRejected)
+
+        def attempt() -> None:
             self._check(f"SSH to {itype}")
-            try:
-                ssh.run("true", timeout=max(5.0, self.ssh_connect_timeout * 3))
-                return
-            except HostKeyRejected:
-                raise
-            except (HostUnreachable, AuthenticationFailed) as e:
-                if time.monotonic() + delay > deadline:
-                    raise EC2SetupError(
-                        f"{itype} {iid}: SSH not ready after {self.ssh_ready_timeout:.0f}s: {e}"
-                    ) from None
-                self.progress(f"{itype} {iid} ssh-wait {time.monotonic() - started:.0f}s ({type(e).__name__})")
-                time.sleep(delay)
-                delay = min(delay * 2, 15.0)
+            ssh.run("true", timeout=max(5.0, self.ssh_connect_timeout * 3))
+
+        def waiting(e: BaseException, _delay: float, _n: int) -> None:
+            self.progress(f"{itype} {iid} ssh-wait {time.monotonic() - started:.0f}s ({type(e).__name__})")
+
+        try:
+            backoff(not_up_yet, first=1.0, cap=15.0, within=self.ssh_ready_timeout, on_retry=waiting)(attempt)
+        except HostKeyRejected:
+            raise
+        except (HostUnreachable, AuthenticationFailed) as e:
+            raise EC2SetupError(f"{itype} {iid}: SSH not ready after {self.ssh_ready_timeout:.0f}s: {e}") from None
 
     def _wait_cloud_init(self, ssh: SSHHost, itype: str, iid: str, started: float) -> None:
         script = ("if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1; "

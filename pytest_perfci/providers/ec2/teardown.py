@@ -9,7 +9,6 @@ security groups by their deterministic names. Already-gone is success, so runnin
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,8 @@ from typing import Any
 from botocore.exceptions import ClientError, WaiterError
 
 from pytest_perfci.cleanup.ledger import Entry, Ledger
-from pytest_perfci.providers.ec2.network import TAG_RUN_ID
+from pytest_perfci.cleanup.reaper import delete_security_group
+from pytest_perfci.tags import TAG_RUN_ID
 
 Progress = Callable[[str], None]
 
@@ -95,23 +95,9 @@ def _terminate(ec2: Any, ids: list[str], report: TeardownReport) -> list[str]:
 
 
 def _delete_group(ec2: Any, group_id: str, deadline_s: float, progress: Progress) -> bool:
-    """Delete a security group; DependencyViolation (ENIs of terminating instances) is retried with
-    bounded exponential backoff. Returns False when it was already gone."""
-    start = time.monotonic()
-    delay = 2.0
-    while True:
-        try:
-            ec2.delete_security_group(GroupId=group_id)
-            return True
-        except ClientError as e:
-            code = _code(e)
-            if code in GONE:
-                return False
-            if code != "DependencyViolation" or time.monotonic() - start + delay > deadline_s:
-                raise
-            progress(f"teardown: security group {group_id} still in use; retrying in {delay:.0f}s")
-            time.sleep(delay)
-            delay = min(delay * 2, 15.0)
+    """Delete a security group (DependencyViolation retried, see reaper); False when it was already gone."""
+    return delete_security_group(ec2, group_id, timeout=deadline_s,
+                                 progress=lambda line: progress(f"teardown: {line}")) == "deleted"
 
 
 def _find_group(ec2: Any, entry: Entry) -> str | None:

@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pytest_perfci.providers.ec2.network import TAG_EXPIRES
+from pytest_perfci.tags import TAG_EXPIRES
+from pytest_perfci.tags import stamp as tag_stamp
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +187,7 @@ class Heartbeat:
     def beat(self) -> None:
         """One push: tags first (cheap, one call), then each host."""
         when = self.clock() + self.ttl
-        stamp = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = tag_stamp(when)
         ids = sorted(set(self.resources()))
         if ids:
             try:
