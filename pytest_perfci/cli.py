@@ -338,10 +338,11 @@ _ORPHAN_HEADER = ["REGION", "KIND", "ID", "RUN ID", "EXPIRES-AT", "WHY"]
 def _reap(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
-    import pytest_perfci.providers.kops  # noqa: F401  (registers the "cluster" deleter and describer)
     from pytest_perfci.aws.clients import RealEndpointRefused, client, session
-    from pytest_perfci.cleanup import reaper
+    from pytest_perfci.cleanup import engine
+    from pytest_perfci.cleanup.kinds import Context
     from pytest_perfci.cleanup.ledger import Ledger
+    from pytest_perfci.cleanup.model import Report, Selection
     from pytest_perfci.settings import RUN_ID_RE
 
     chosen = [name for name, on in (("--run-id", args.run_id is not None), ("--expired", args.expired),
@@ -369,30 +370,29 @@ def _reap(args: argparse.Namespace) -> int:
 
     found: list[Any] = []
     skipped: list[Any] = []
-    clients: dict[str, Any] = {}
+    surveyed: dict[str, tuple[Context, Selection]] = {}
     failures: list[str] = []
     for region in regions:
         try:
-            ec2 = clients[region] = client(session(region), "ec2", args.endpoint_url)
-            sel = reaper.survey(ec2, run_id=args.run_id, expired=args.expired, ledger=ledger)
+            ctx = Context(client(session(region), "ec2", args.endpoint_url), progress=progress,
+                          key_dir=Path(args.results) / ".keys")
+            sel = engine.survey(ctx, run_id=args.run_id, expired=args.expired, ledger=ledger)
         except (RealEndpointRefused, NoCredentialsError, NoRegionError) as exc:
             return _reap_usage(f"region {region}: {exc}")
         except (ClientError, BotoCoreError) as exc:
             failures.append(f"region {region}: could not list resources: {exc}")
             print(f"perfci reap: {failures[-1]}", file=sys.stderr)
             continue
+        surveyed[region] = (ctx, sel)
         found.extend(sel.chosen)
         skipped.extend(sel.skipped)
 
     what = f"run {args.run_id}" if args.run_id else ("expired" if args.expired else f"ledger {args.ledger}")
-    report = reaper.ReapReport()
-    if args.yes and found:
-        for region in regions:
-            mine = [o for o in found if o.region == region]
-            if mine:
-                ctx = reaper.ReapContext(ec2=clients[region], progress=progress, key_dir=Path(args.results) / ".keys")
-                report = report.merge(reaper.reap(clients[region], mine, progress=progress, ledger=ledger,
-                                                  context=ctx))
+    report = Report()
+    if args.yes:
+        for ctx, sel in surveyed.values():
+            if sel.chosen or sel.unresolved:
+                report = report.merge(engine.reap(ctx, sel, ledger=ledger))
     code = 1 if failures or not report.ok else 0
 
     if args.json:
@@ -423,9 +423,7 @@ def _reap(args: argparse.Namespace) -> int:
         return code
     rows = [[o.region or "-", o.kind, o.id, o.run_id or "-", o.status, o.detail] for o in report.outcomes]
     _table(rows, ["REGION", "KIND", "ID", "RUN ID", "RESULT", "DETAIL"])
-    counts = {s: sum(1 for o in report.outcomes if o.status == s) for s in ("deleted", "already_gone", "failed")}
-    print(f"reaped {what}: {counts['deleted']} deleted, {counts['already_gone']} already gone, "
-          f"{counts['failed']} failed")
+    print(f"reaped {what}: {report.summary()}")
     return code
 
 

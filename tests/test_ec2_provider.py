@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from pytest_perfci.cleanup import engine
+from pytest_perfci.cleanup.kinds import Context
 from pytest_perfci.cleanup.ledger import Ledger
 from pytest_perfci.providers.base import Target
 from pytest_perfci.providers.ec2 import (
@@ -35,7 +37,6 @@ from pytest_perfci.providers.ec2 import (
 )
 from pytest_perfci.providers.ec2.ami import SSM_DEFAULTS, login_user
 from pytest_perfci.providers.ec2.network import default_cidr
-from pytest_perfci.providers.ec2.teardown import teardown
 from pytest_perfci.settings import Settings
 from tests.moto_server import MotoServer
 from tests.sshd import SshdServer, sshd_server  # noqa: F401 (fixture)
@@ -396,8 +397,8 @@ def test_teardown_is_idempotent(tmp_path: Path, moto: MotoServer) -> None:
     p.release_all()
     assert resources(moto) == NOTHING
     p.release_all()  # nothing outstanding: no error, nothing to do
-    again = teardown(p.ec2, p.ledger, "perfci-test-run", progress=lambda s: None)
-    assert again.terminated == [] and again.ok
+    again = engine.teardown(Context(p.ec2), p.ledger, "perfci-test-run")
+    assert again.outcomes == [] and again.ok
     assert resources(moto) == NOTHING
 
 
@@ -409,7 +410,7 @@ def test_teardown_from_the_ledger_alone(tmp_path: Path, moto: MotoServer) -> Non
     del p
     fresh = _provider(make_settings(tmp_path, moto, run_id="perfci-test-run"), tmp_path)
     report = fresh.release_all()
-    assert report is not None and len(report.terminated) == 2
+    assert report is not None and len(report.ids("deleted", "instance")) == 2
     assert resources(moto) == NOTHING
     assert not Path(key_path).exists()
 
@@ -423,8 +424,8 @@ def test_intent_without_created_line_is_found_by_client_token(tmp_path: Path, mo
                                        and json.loads(ln)["kind"] == "created")]
     assert len(kept) == len(lines) - 1
     ledger_path.write_text("\n".join(kept) + "\n")
-    report = teardown(p.ec2, Ledger(ledger_path), "perfci-test-run", progress=lambda s: None)
-    assert len(report.terminated) == 1
+    report = engine.teardown(Context(p.ec2), Ledger(ledger_path), "perfci-test-run")
+    assert len(report.ids("deleted", "instance")) == 1
     assert resources(moto) == NOTHING
     assert Ledger(ledger_path).outstanding("perfci-test-run") == []
 
@@ -437,7 +438,7 @@ def test_terminate_batch_skips_instances_already_gone(tmp_path: Path, moto: Moto
                                lambda params, **_: calls.append(list(params["InstanceIds"])))
     report = p.release_all()
     assert report is not None
-    assert report.already_gone[:1] == ["i-0123456789abcdef0"] and len(report.terminated) == 1
+    assert report.ids("already_gone") == ["i-0123456789abcdef0"] and len(report.ids("deleted", "instance")) == 1
     assert len(calls[0]) == 2  # one batched call for all, then again without the one that is gone
     assert resources(moto) == NOTHING
 

@@ -1,6 +1,6 @@
 """kops provider against the kops stand-in (tests/standins/kops) whose state lives in a moto S3
 bucket and whose nodes are moto EC2 instances: create, validate (concatenated JSON, a failing
-attempt first), export kubecfg, delete with retries; the ledger; the reaper's "cluster" kind."""
+attempt first), export kubecfg, delete with retries; the ledger; the cleanup engine's "cluster" kind."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
-from pytest_perfci.cleanup import reaper
+from pytest_perfci.cleanup import engine
+from pytest_perfci.cleanup.kinds import Context
 from pytest_perfci.cleanup.ledger import Ledger
+from pytest_perfci.cleanup.model import Orphan
 from pytest_perfci.providers import kops
 from pytest_perfci.providers.kops import (
     ClusterNotReady,
@@ -29,20 +31,6 @@ from tests.moto_server import MotoServer
 
 STANDINS = Path(__file__).parent / "standins"
 BUCKET = "perfci-kops-state"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _kops_reaper_kind() -> Any:
-    """Importing providers.kops (at collection) registers the reaper's "cluster" kind, as `perfci reap`
-    needs; this module is what imported it here, so it takes the registration back when done and
-    other tests see the reaper's registry as they expect it."""
-    reaper.register_deleter("cluster", order=5)(kops.delete_clusters)
-    reaper.DESCRIBERS["cluster"] = kops.describe_clusters
-    yield
-    if reaper._DELETERS.get("cluster", (0, None))[1] is kops.delete_clusters:
-        reaper._DELETERS.pop("cluster")
-    if reaper.DESCRIBERS.get("cluster") is kops.describe_clusters:
-        reaper.DESCRIBERS.pop("cluster")
 
 
 @pytest.fixture
@@ -223,10 +211,10 @@ def test_reaper_finds_expired_cluster_by_tags_and_deletes_it_with_kops(
     expired.up()
     alive.up()
     ec2 = standin_env["ec2"]
-    found = reaper.find(ec2, expired=True)
+    found = engine.find(Context(ec2), expired=True)
     clusters = [o for o in found if o.kind == "cluster"]
     assert [o.id for o in clusters] == [expired.config.name]
-    report = reaper.reap(ec2, found)
+    report = engine.reap(Context(ec2), found)
     assert report.ok, report.failed
     assert report.outcomes[0].kind == "cluster" and report.outcomes[0].status == "deleted"
     assert state_keys(standin_env, expired.config.name) == []
@@ -242,9 +230,9 @@ def test_reaper_ledger_mode_deletes_a_cluster_whose_run_was_killed(
     monkeypatch.setenv("KOPS_STATE_STORE", standin_env["state"])
     life, ledger, _ = make(standin_env, tmp_path)
     life.up()  # ... and the process dies: no delete
-    orphans = reaper.find(standin_env["ec2"], ledger=ledger)
+    orphans = engine.find(Context(standin_env["ec2"]), ledger=ledger)
     assert [(o.kind, o.id) for o in orphans] == [("cluster", life.config.name)]
-    report = reaper.reap(standin_env["ec2"], orphans, ledger=ledger)
+    report = engine.reap(Context(standin_env["ec2"]), orphans, ledger=ledger)
     assert report.ok and ledger.outstanding() == []
     assert state_keys(standin_env, life.config.name) == []
 
@@ -252,7 +240,6 @@ def test_reaper_ledger_mode_deletes_a_cluster_whose_run_was_killed(
 def test_reaper_without_state_store_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KOPS_STATE_STORE", raising=False)
     monkeypatch.delenv("PERFCI_KOPS_STATE", raising=False)
-    orphan = reaper.Orphan(kind="cluster", id="never-described.k8s.local", run_id="r-1", reason="test")
-    ctx = reaper.ReapContext(ec2=None, progress=lambda _: None)
-    [outcome] = kops.delete_clusters(ctx, [orphan])
+    orphan = Orphan(kind="cluster", id="never-described.k8s.local", run_id="r-1", reason="test")
+    [outcome] = kops.ClusterKind(Context()).delete([orphan])
     assert outcome.status == "failed" and "KOPS_STATE_STORE" in outcome.detail

@@ -1,4 +1,5 @@
-"""perfci reap: pure selection on described resources, and find/reap/CLI against a real moto server."""
+"""perfci reap: pure selection on described resources, and the cleanup engine (survey/reap) and CLI against a
+real moto server."""
 
 from __future__ import annotations
 
@@ -8,31 +9,24 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from pytest_perfci.cleanup import reaper
+from pytest_perfci.cleanup import engine
+from pytest_perfci.cleanup.kinds import KINDS, Context, ResourceKind
 from pytest_perfci.cleanup.ledger import Ledger
-from pytest_perfci.cleanup.reaper import (
-    INSTANCE,
-    KEY_PAIR,
-    SECURITY_GROUP,
-    TAG_EXPIRES,
-    TAG_KEEP,
-    TAG_RUN_ID,
-    Described,
-    Orphan,
-    from_ledger,
-    parse_time,
-    select,
-)
+from pytest_perfci.cleanup.model import Described, Orphan, Outcome
+from pytest_perfci.cleanup.select import from_ledger, parse_time, select
 from pytest_perfci.cli import main
+from pytest_perfci.providers.ec2.resources import KeyPairKind, SecurityGroupKind
+from pytest_perfci.tags import TAG_EXPIRES, TAG_KEEP, TAG_RUN_ID
 from tests.moto_server import MotoServer
 
+INSTANCE, KEY_PAIR, SECURITY_GROUP = "instance", "key_pair", "security_group"
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 PERFCI = Path(sys.executable).with_name("perfci")
 
@@ -235,15 +229,15 @@ def pairs(made: dict[str, str]) -> set[tuple[str, str]]:
 
 
 def test_find_by_run_id_selects_exactly_that_run(world: World) -> None:
-    found = reaper.find(world.ec2, run_id="run-alive-1")
+    found = engine.find(Context(world.ec2), run_id="run-alive-1")
     assert ids(found) == pairs(world.alive)
     assert {o.region for o in found} == {"us-east-1"}
     assert {o.run_id for o in found} == {"run-alive-1"}
-    assert reaper.find(world.ec2, run_id="run-nobody-1") == []
+    assert engine.find(Context(world.ec2), run_id="run-nobody-1") == []
 
 
 def test_find_expired_selects_expired_and_skips_kept(world: World) -> None:
-    sel = reaper.survey(world.ec2, expired=True)
+    sel = engine.survey(Context(world.ec2), expired=True)
     assert ids(sel.chosen) == pairs(world.expired)
     assert ids(sel.skipped) == pairs(world.kept)
     assert all("kept until" in o.reason for o in sel.skipped)
@@ -251,7 +245,7 @@ def test_find_expired_selects_expired_and_skips_kept(world: World) -> None:
 
 def test_find_ignores_terminated_instances(world: World) -> None:
     world.ec2.terminate_instances(InstanceIds=[world.expired[INSTANCE]])
-    found = reaper.find(world.ec2, expired=True)
+    found = engine.find(Context(world.ec2), expired=True)
     assert ids(found) == pairs(world.expired) - {(INSTANCE, world.expired[INSTANCE])}
 
 
@@ -262,14 +256,14 @@ def test_find_from_ledger(world: World, tmp_path: Path) -> None:
     ledger.record(run, "intent", KEY_PAIR, token="tok-2", region="us-east-1")
     ledger.record(run, "created", KEY_PAIR, id=world.expired[KEY_PAIR], token="tok-2", region="us-east-1")
     ledger.record(run, "created", SECURITY_GROUP, id=world.expired[SECURITY_GROUP], region="us-east-1")
-    found = reaper.find(world.ec2, ledger=ledger)
+    found = engine.find(Context(world.ec2), ledger=ledger)
     assert ids(found) == pairs(world.expired)
 
 
 def test_reap_deletes_exactly_the_orphans_and_is_idempotent(world: World) -> None:
-    found = reaper.find(world.ec2, expired=True)
+    found = engine.find(Context(world.ec2), expired=True)
     lines: list[str] = []
-    report = reaper.reap(world.ec2, found, progress=lines.append)
+    report = engine.reap(Context(world.ec2, progress=lines.append), found)
     assert report.ok
     assert {(o.kind, o.id, o.status) for o in report.outcomes} == {(k, v, "deleted") for k, v in world.expired.items()}
     # instances first, then key pairs, then security groups
@@ -278,37 +272,49 @@ def test_reap_deletes_exactly_the_orphans_and_is_idempotent(world: World) -> Non
     world.assert_gone(world.expired)
     for made in (world.alive, world.kept, world.untagged):
         world.assert_present(made)
-    again = reaper.reap(world.ec2, found)
+    again = engine.reap(Context(world.ec2), found)
     assert again.ok
     assert {o.status for o in again.outcomes} == {"already_gone"}
-    assert reaper.find(world.ec2, expired=True) == []
+    assert engine.find(Context(world.ec2), expired=True) == []
 
 
-def test_reap_reports_unknown_kind_as_failed_and_dispatches_registered_kinds(world: World) -> None:
+class Widget(ResourceKind):
+    """A kind for tests only: registered by one line in KINDS, imported from there on first use."""
+
+    name = "test-widget"
+    order = 5
+    deleted: ClassVar[list[str]] = []
+
+    def describe(self, run_id: str | None) -> list[Described]:
+        return []
+
+    def describe_ids(self, ids: Any) -> list[Described]:
+        return []
+
+    def delete(self, orphans: list[Orphan]) -> list[Outcome]:
+        Widget.deleted.extend(o.id for o in orphans)
+        return [self.outcome(o, "deleted") for o in orphans]
+
+
+def test_reap_reports_unknown_kind_as_failed_and_dispatches_registered_kinds(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     widget = Orphan(kind="test-widget", id="w1", run_id="run-expired-1", reason="test")
-    report = reaper.reap(world.ec2, [widget])
-    assert not report.ok and "no deleter registered" in report.failed[0].detail
+    report = engine.reap(Context(world.ec2), [widget])
+    assert not report.ok and "no resource kind registered as 'test-widget'" in report.failed[0].detail
 
-    seen: list[str] = []
-
-    def delete_widgets(ctx: reaper.ReapContext, orphans: list[Orphan]) -> list[reaper.Outcome]:
-        seen.append("test-widget")
-        return [reaper.Outcome(kind=o.kind, id=o.id, status="deleted") for o in orphans]
-
-    reaper.register_deleter("test-widget", order=5)(delete_widgets)
-    try:
-        found = reaper.find(world.ec2, run_id="run-expired-1")
-        report = reaper.reap(world.ec2, [*found, widget])
-        assert report.ok
-        assert [o.kind for o in report.outcomes] == ["test-widget", INSTANCE, KEY_PAIR, SECURITY_GROUP]
-    finally:
-        reaper._DELETERS.pop("test-widget")
+    monkeypatch.setitem(KINDS, "test-widget", f"{__name__}:Widget")
+    found = engine.find(Context(world.ec2), run_id="run-expired-1")
+    report = engine.reap(Context(world.ec2), [*found, widget])
+    assert report.ok
+    assert [o.kind for o in report.outcomes] == ["test-widget", INSTANCE, KEY_PAIR, SECURITY_GROUP]
+    assert Widget.deleted == ["w1"]
 
 
 def test_reap_one_kind_failing_does_not_stop_the_others(world: World) -> None:
-    found = reaper.find(world.ec2, run_id="run-expired-1")
+    found = engine.find(Context(world.ec2), run_id="run-expired-1")
     bogus = Orphan(kind=SECURITY_GROUP, id="not-a-group-id", run_id="run-expired-1", reason="test")
-    report = reaper.reap(world.ec2, [*found, bogus])
+    report = engine.reap(Context(world.ec2), [*found, bogus])
     # moto answers a missing group *name* as not found: already gone, as AWS would
     assert report.ok
     world.assert_gone(world.expired)
@@ -324,16 +330,17 @@ def test_security_group_dependency_violation_is_retried_until_free() -> None:
             stub.add_client_error("delete_security_group", "DependencyViolation",
                                   expected_params={"GroupId": "sg-1"})
         stub.add_response("delete_security_group", {}, {"GroupId": "sg-1"})
-        assert reaper.delete_security_group(ec2, "sg-1", timeout=60, sleep=sleeps.append) == "deleted"
+        kind = SecurityGroupKind(Context(ec2, dependency_timeout=60, sleep=sleeps.append))
+        assert kind.delete_one("sg-1") == "deleted"
         stub.assert_no_pending_responses()
     assert sleeps == [2.0, 4.0]
     with Stubber(ec2) as stub:
         stub.add_client_error("delete_security_group", "DependencyViolation")
         with pytest.raises(Exception, match="DependencyViolation"):
-            reaper.delete_security_group(ec2, "sg-1", timeout=0, sleep=sleeps.append)
+            SecurityGroupKind(Context(ec2, dependency_timeout=0, sleep=sleeps.append)).delete_one("sg-1")
     with Stubber(ec2) as stub:
         stub.add_client_error("delete_security_group", "InvalidGroup.NotFound")
-        assert reaper.delete_security_group(ec2, "sg-1", timeout=60) == "already_gone"
+        assert SecurityGroupKind(Context(ec2)).delete_one("sg-1") == "already_gone"
 
 
 # --- CLI ------------------------------------------------------------------------------------------
@@ -432,10 +439,10 @@ def test_cli_refuses_a_real_endpoint(moto: MotoServer, capsys: pytest.CaptureFix
 
 def test_cli_exit_1_when_a_deletion_fails(world: World, capsys: pytest.CaptureFixture[str],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(ctx: reaper.ReapContext, orphans: list[Orphan]) -> list[reaper.Outcome]:
+    def broken(self: KeyPairKind, orphans: list[Orphan]) -> list[Outcome]:
         raise RuntimeError("simulated API outage")
 
-    monkeypatch.setitem(reaper._DELETERS, KEY_PAIR, (20, broken))
+    monkeypatch.setattr(KeyPairKind, "delete", broken)
     assert main(["reap", "--run-id", "run-expired-1", "--yes"]) == 1
     out = capsys.readouterr().out
     assert "simulated API outage" in out and "1 failed" in out

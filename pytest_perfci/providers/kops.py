@@ -7,10 +7,11 @@ terminated alone, so teardown (and the reaper) act on the cluster with ``kops de
   ``deleted`` once ``kops delete cluster`` succeeded or found it gone; so a SIGKILLed run leaves a
   ledger entry ``perfci reap --ledger`` acts on.
 * Tags: ``--cloud-labels`` put perfci:run-id / owner / expires-at (and the state store) on every
-  cloud resource kops creates, so ``perfci reap --expired`` finds the cluster by its instances
-  (:func:`describe_clusters`) and deletes it with :func:`delete_clusters` (kind ``cluster``).
-  Both are registered with the reaper when this module is imported.
-* Delete is retried, idempotent ("not found" is success) and runs shielded from SIGINT/SIGTERM.
+  cloud resource kops creates, so ``perfci reap --expired`` finds the cluster by its instances.
+* Cleanup: :class:`ClusterKind` is the cleanup engine's ``cluster`` kind (registered by name in
+  cleanup/kinds.py); :meth:`KopsCluster.delete` runs the same engine on the run's ledger as
+  ``perfci reap --ledger`` does. Delete is retried (the shared policy), idempotent ("not found" is
+  success) and runs shielded from SIGINT/SIGTERM.
 
 Output formats (kops cmd/kops/validate_cluster.go): ``validate cluster -o json`` writes one JSON
 object per attempt with no separator (``{"failures":[...],"nodes":[...]}{"nodes":[...]}``), retry
@@ -33,15 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from pytest_perfci import retry
-from pytest_perfci.cleanup import reaper
+from pytest_perfci.cleanup import engine
+from pytest_perfci.cleanup.kinds import Context, ResourceKind
 from pytest_perfci.cleanup.ledger import Ledger
-from pytest_perfci.cleanup.reaper import (
-    CLUSTER,
-    Described,
-    Orphan,
-    Outcome,
-    ReapContext,
-)
+from pytest_perfci.cleanup.model import Described, Orphan, Outcome
 from pytest_perfci.cleanup.signals import shielded
 from pytest_perfci.procs import stop_process
 from pytest_perfci.providers.base import Provider, ProviderContext, Target, TargetUnavailable
@@ -298,7 +294,7 @@ class KopsCluster:
             raise KopsError(f"{args[0]}: not found on PATH") from None
 
     def _record(self, kind: str, **data: Any) -> None:
-        self.ledger.record(self.run_id, kind, CLUSTER, id=self.config.name, region=self.region,  # type: ignore[arg-type]
+        self.ledger.record(self.run_id, kind, ClusterKind.name, id=self.config.name, region=self.region,  # type: ignore[arg-type]
                            data={"tags": self.config.tags, "state": self.config.state, **data})
 
     def create(self) -> None:
@@ -396,15 +392,18 @@ class KopsCluster:
         with self._lock:
             if self.deleted or not self.create_attempted:
                 return "already_gone"
+            kind = ClusterKind(Context(progress=self.progress, sleep=self.sleep), kops=self.config.kops,
+                               state=self.config.state, attempts=self.config.delete_attempts,
+                               backoff=self.config.delete_backoff, only=self.config.name)
             with shielded(self.run_id):
-                status = delete_cluster(self.config.kops, self.config.name, self.config.state,
-                                        attempts=self.config.delete_attempts, backoff=self.config.delete_backoff,
-                                        progress=self.progress, sleep=self.sleep)
-            self._record("deleted", status=status)
+                try:
+                    report = engine.teardown(kind.ctx, self.ledger, self.run_id, kinds={kind.name: kind}, prefix="")
+                except engine.TeardownError as exc:
+                    raise KopsError(str(exc).split(": ", 1)[-1]) from None
             self.deleted = True
             if self.kubeconfig.exists():
                 self.kubeconfig.unlink()
-            return status
+            return report.outcomes[0].status if report.outcomes else "already_gone"
 
 
 def delete_cluster(
@@ -450,59 +449,70 @@ class _DeleteFailed(Exception):
     """One ``kops delete cluster`` attempt failed (not "not found"); str() is kops' last line."""
 
 
-# --- the reaper's view: clusters found by their instances' tags -----------------------------------
-
-# cluster name -> state store, learnt from perfci:kops-state tags while describing (the reaper's
-# Orphan carries no tags); KOPS_STATE_STORE is the fallback.
-_STATE_SEEN: dict[str, str] = {}
+# --- the cleanup engine's "cluster" kind ---------------------------------------------------------
 
 
-def describe_clusters(ec2: Any, run_id: str | None) -> list[Described]:
-    """One Described per kops cluster whose live instances carry perfci tags (via --cloud-labels)."""
-    filters = [{"Name": "tag-key", "Values": [TAG_KOPS_CLUSTER]},
-               {"Name": "instance-state-name", "Values": list(reaper.LIVE_INSTANCE_STATES)}]
-    filters.append({"Name": f"tag:{TAG_RUN_ID}", "Values": [run_id]} if run_id
-                   else {"Name": "tag-key", "Values": [TAG_RUN_ID]})
-    clusters: dict[str, Described] = {}
-    for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
-        for reservation in page.get("Reservations", []):
-            for inst in reservation.get("Instances", []):
-                tags = {t["Key"]: t.get("Value", "") for t in inst.get("Tags", []) or []}
-                name = tags.get(TAG_KOPS_CLUSTER)
-                if not name or name in clusters:
-                    continue
-                if tags.get(TAG_KOPS_STATE):
-                    _STATE_SEEN[name] = tags[TAG_KOPS_STATE]
-                keep = {k: v for k, v in tags.items() if k.startswith("perfci:")}
-                region = getattr(getattr(ec2, "meta", None), "region_name", None)
-                clusters[name] = Described(kind=CLUSTER, id=name, region=region, tags=keep, state="running")
-    return list(clusters.values())
+class ClusterKind(ResourceKind):
+    """kops clusters, found by their live instances' tags (kops puts ``--cloud-labels`` on them) and
+    deleted with ``kops delete cluster`` before instances (the auto-scaling groups would replace them).
 
+    The state store comes from the instances' perfci:kops-state tag, the ledger, ``state``, or
+    KOPS_STATE_STORE, in that order. ``only``: a session's own cluster, nothing else of its run.
+    """
 
-def _ctx_outcome(o: Orphan, status: str, detail: str = "") -> Outcome:
-    return Outcome(kind=o.kind, id=o.id, region=o.region, run_id=o.run_id, status=status, detail=detail,
-                   token=o.token)
+    name = "cluster"
+    order = 5
 
+    def __init__(self, ctx: Context, *, kops: str | None = None, state: str | None = None, attempts: int = 2,
+                 backoff: float = 5.0, only: str | None = None) -> None:
+        super().__init__(ctx)
+        self.kops = kops or os.environ.get("PERFCI_KOPS_BINARY") or shutil.which("kops") or "kops"
+        self.state = state
+        self.attempts = attempts
+        self.backoff = backoff
+        self.only = only
 
-@reaper.register_deleter(CLUSTER, order=5)
-def delete_clusters(ctx: ReapContext, orphans: list[Orphan]) -> list[Outcome]:
-    """``kops delete cluster --yes`` for each orphan (before instances: the ASGs would replace them)."""
-    out = []
-    kops = os.environ.get("PERFCI_KOPS_BINARY") or shutil.which("kops") or "kops"
-    for o in orphans:
-        state = _STATE_SEEN.get(o.id) or state_store()
-        if not state:
-            out.append(_ctx_outcome(o, "failed", "no kops state store: set KOPS_STATE_STORE"))
-            continue
-        try:
-            status = delete_cluster(kops, o.id, state, attempts=2, backoff=5.0, progress=ctx.progress)
-            out.append(_ctx_outcome(o, status, "kops delete cluster" if status == "deleted" else "not found"))
-        except KopsError as exc:
-            out.append(_ctx_outcome(o, "failed", str(exc)))
-    return out
+    def _list(self, filters: list[dict[str, Any]]) -> list[Described]:
+        if self.ctx.ec2 is None:
+            return []
+        live = {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}
+        clusters: dict[str, Described] = {}
+        for page in self.ctx.ec2.get_paginator("describe_instances").paginate(Filters=[*filters, live]):
+            for reservation in page.get("Reservations", []):
+                for inst in reservation.get("Instances", []):
+                    tags = {t["Key"]: t.get("Value", "") for t in inst.get("Tags", []) or []}
+                    name = tags.get(TAG_KOPS_CLUSTER)
+                    if not name or name in clusters or (self.only and name != self.only):
+                        continue
+                    clusters[name] = Described(
+                        kind=self.name, id=name, region=self.ctx.region, state="running",
+                        tags={k: v for k, v in tags.items() if k.startswith("perfci:")},
+                        data={"token": name, **({"state": tags[TAG_KOPS_STATE]} if tags.get(TAG_KOPS_STATE) else {})},
+                    )
+        return list(clusters.values())
 
+    def describe(self, run_id: str | None) -> list[Described]:
+        run = {"Name": f"tag:{TAG_RUN_ID}", "Values": [run_id]} if run_id else {"Name": "tag-key", "Values": [TAG_RUN_ID]}
+        return self._list([{"Name": "tag-key", "Values": [TAG_KOPS_CLUSTER]}, run])
 
-reaper.DESCRIBERS.setdefault(CLUSTER, describe_clusters)
+    def describe_ids(self, ids: Sequence[str]) -> list[Described]:
+        return self._list([{"Name": f"tag:{TAG_KOPS_CLUSTER}", "Values": list(ids)}]) if ids else []
+
+    def delete(self, orphans: list[Orphan]) -> list[Outcome]:
+        out = []
+        for o in orphans:
+            state = o.data.get("state") or self.state or state_store()
+            if not state:
+                out.append(self.outcome(o, "failed", "no kops state store: set KOPS_STATE_STORE"))
+                continue
+            try:
+                status = delete_cluster(self.kops, o.id, state, attempts=self.attempts, backoff=self.backoff,
+                                        progress=self.ctx.progress, sleep=self.ctx.sleep)
+            except KopsError as exc:
+                out.append(self.outcome(o, "failed", str(exc)))
+                continue
+            out.append(self.outcome(o, status, "kops delete cluster" if status == "deleted" else "not found"))
+        return out
 
 
 # --- the provider object the plugin holds (configure-time validation, backstop teardown) ----------

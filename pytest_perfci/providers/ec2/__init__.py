@@ -1,4 +1,4 @@
-"""The EC2 provider: catalogue, AMIs, per-run access, launch, self-destruct, teardown.
+"""The EC2 provider: catalogue, AMIs, per-run access, launch, self-destruct, the resource kinds cleanup deletes.
 
 Names are loaded on first use (PEP 562): pure helpers such as `resolve` are imported at plugin start
 by settings and markers, and must not drag boto3 and paramiko into every pytest run.
@@ -15,11 +15,10 @@ _EXPORTS = {
     "CapacityUnavailable": "launch", "LaunchError": "launch", "QuotaExceeded": "launch",
     "EC2Provider": "provider", "EC2SetupError": "provider", "InstanceRecord": "provider",
     "NoCredentials": "provider",
-    "TeardownError": "teardown", "TeardownReport": "teardown",
+    "InstanceKind": "resources", "KeyPairKind": "resources", "SecurityGroupKind": "resources",
 }
 
 __all__ = list(_EXPORTS)
-# `teardown()` is imported from pytest_perfci.providers.ec2.teardown: the submodule shares its name.
 
 
 def __getattr__(name: str) -> Any:

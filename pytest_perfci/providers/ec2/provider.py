@@ -11,7 +11,7 @@ Order of events for a run (`acquire` of the first target triggers all of it, onc
                      eight types are ready in about the time of the slowest one
   heartbeat          a thread pushing perfci:expires-at and the on-host deadline forward
 release_all() stops the heartbeat, lets in-flight provisioning threads finish (they stop at their
-next step), then runs teardown() from the ledger.
+next step), then runs the cleanup engine's teardown() on the run's ledger (cleanup/engine.py).
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 from botocore.parsers import ResponseParserError
 
 from pytest_perfci.aws.clients import client, session
+from pytest_perfci.cleanup import engine
+from pytest_perfci.cleanup.kinds import Context
 from pytest_perfci.cleanup.ledger import Ledger
+from pytest_perfci.cleanup.model import Report
 from pytest_perfci.hosts.result import AuthenticationFailed, HostError, HostUnreachable
 from pytest_perfci.hosts.ssh import HostKeyRejected, SSHHost, parse_destination
 from pytest_perfci.models.instance_query import Resolution, resolve
@@ -41,9 +44,9 @@ from pytest_perfci.providers.ec2 import network, userdata
 from pytest_perfci.providers.ec2.ami import AmiResolver, Image
 from pytest_perfci.providers.ec2.catalog import Catalog
 from pytest_perfci.providers.ec2.launch import LaunchError, LaunchSpec, launch, wait_running
-from pytest_perfci.providers.ec2.teardown import TeardownReport, teardown
 from pytest_perfci.retry import backoff
 from pytest_perfci.settings import Settings
+from pytest_perfci.tags import TAG_EXPIRES
 
 Progress = Callable[[str], None]
 AddressFn = Callable[[dict[str, Any]], str | None]
@@ -262,11 +265,11 @@ class EC2Provider(Provider):
                 for res in page.get("Reservations", []):
                     for inst in res.get("Instances", []):
                         tags = {t["Key"]: t.get("Value", "") for t in inst.get("Tags", []) or []}
-                        if network.TAG_EXPIRES in tags:
-                            out[inst["InstanceId"]] = tags[network.TAG_EXPIRES]
+                        if TAG_EXPIRES in tags:
+                            out[inst["InstanceId"]] = tags[TAG_EXPIRES]
         return out
 
-    def release_all(self) -> TeardownReport | None:
+    def release_all(self) -> Report | None:
         """Stop the heartbeat, let provisioning threads stop, destroy everything in the ledger."""
         self._closing.set()
         if self._heartbeat is not None:
@@ -279,7 +282,8 @@ class EC2Provider(Provider):
         if not self.ledger.outstanding(self.run_id):
             self._remove_known_hosts()
             return None
-        report = teardown(self.ec2, self.ledger, self.run_id, self.progress, waiter_delay=self.waiter_delay)
+        ctx = Context(self.ec2, progress=self.progress, key_dir=self.key_dir, waiter_delay=self.waiter_delay)
+        report = engine.teardown(ctx, self.ledger, self.run_id)
         self._remove_known_hosts()
         for rec in self._records.values():
             rec.state = "terminated"
