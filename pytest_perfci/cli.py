@@ -384,6 +384,7 @@ def _reap(args: argparse.Namespace) -> int:
             print(f"perfci reap: {failures[-1]}", file=sys.stderr)
             continue
         surveyed[region] = (ctx, sel)
+        failures.extend(f"region {region}: could not list {kind} resources" for kind in sel.unlisted)
         found.extend(sel.chosen)
         skipped.extend(sel.skipped)
 

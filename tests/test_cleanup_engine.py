@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from pytest_perfci.cleanup import engine
@@ -286,3 +287,25 @@ def test_a_failing_kind_does_not_stop_one_that_does_not_need_it(moto: MotoServer
         ])
     assert [(o.kind, o.status) for o in report.outcomes] == [("key_pair", "failed"), ("security_group", "deleted")]
     assert "UnauthorizedOperation" in report.failed[0].detail
+
+
+def test_teardown_goes_by_the_ledger_when_listing_fails_and_never_closes_an_unanswered_intent(
+    moto: MotoServer, tmp_path: Path
+) -> None:
+    ec2: Any = moto.client("ec2")
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    provision(ec2, ledger, "run-blind-1", tmp_path)
+    ledger.record("run-blind-1", "intent", "instance", token="maybe-created", region=REGION)
+
+    def deny(params: dict[str, Any], **_: Any) -> Any:
+        if any(f.get("Name") == f"tag:{TAG_RUN_ID}" for f in params.get("Filters", [])):
+            raise ClientError({"Error": {"Code": "UnauthorizedOperation", "Message": "no"}}, "DescribeInstances")
+        return None
+
+    ec2.meta.events.register("before-parameter-build.ec2.DescribeInstances", deny)
+    lines: list[str] = []
+    with pytest.raises(engine.TeardownError, match="instance resources could not be listed"):
+        engine.teardown(Context(ec2, progress=lines.append, waiter_delay=1), ledger, "run-blind-1")
+    assert any("could not list instance resources (ClientError" in line for line in lines)
+    assert resources(moto) == NOTHING  # everything the ledger names went anyway
+    assert [e.token for e in ledger.outstanding()] == ["maybe-created"]

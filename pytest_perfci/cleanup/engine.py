@@ -34,14 +34,25 @@ def _kind(ctx: Context, name: str, kinds: Kinds | None) -> ResourceKind:
     return kind_class(name)(ctx)
 
 
-def describe(ctx: Context, run_id: str | None, names: Sequence[str], kinds: Kinds | None = None) -> list[Described]:
+def describe(
+    ctx: Context, run_id: str | None, names: Sequence[str], kinds: Kinds | None = None,
+    errors: list[str] | None = None,
+) -> list[Described]:
+    """What every named kind lists for the run. With ``errors``, a kind whose listing fails is noted
+    there and skipped (the ledger alone then says what to delete); without, the error propagates."""
     out: list[Described] = []
     for name in ordered(names, dict(kinds or {})):
         try:
             kind = _kind(ctx, name, kinds)
         except UnknownKind:
             continue  # nothing to list; reap() reports its orphans as failed
-        out.extend(kind.describe(run_id))
+        try:
+            out.extend(kind.describe(run_id))
+        except Exception as exc:
+            if errors is None:
+                raise
+            errors.append(name)
+            ctx.progress(f"could not list {name} resources ({type(exc).__name__}: {exc}); going by the ledger")
     return out
 
 
@@ -65,15 +76,23 @@ def survey(
         entries = [e for e in ledger.outstanding(run_id) if names is None or e.resource in names]
         involved = sorted({e.resource for e in entries})
         described: list[Described] = []
+        unlisted: list[str] = []
         for rid in sorted({e.run_id for e in entries}):
-            described.extend(describe(ctx, rid, involved, kinds))
-        return from_ledger(entries, region=ctx.region, described=described, now=now)
+            described.extend(describe(ctx, rid, involved, kinds, unlisted))
+        selection = from_ledger(entries, region=ctx.region, described=described, now=now)
+        # An intent of a kind that could not be listed may have created something: never close it.
+        selection.unlisted = sorted(set(unlisted))
+        selection.unresolved = [e for e in selection.unresolved if e.resource not in unlisted]
+        return selection
     return select(describe(ctx, run_id, names or list(KINDS), kinds), now=now, run_id=run_id, expired=expired)
 
 
-def find(ctx: Context, **selector: object) -> list[Orphan]:
+def find(
+    ctx: Context, *, run_id: str | None = None, expired: bool = False, ledger: Ledger | None = None,
+    now: datetime | None = None,
+) -> list[Orphan]:
     """The orphans to delete in the context's region (see :func:`survey` for the skipped ones too)."""
-    return survey(ctx, **selector).chosen  # type: ignore[arg-type]
+    return survey(ctx, run_id=run_id, expired=expired, ledger=ledger, now=now).chosen
 
 
 def _run_kind(ctx: Context, name: str, group: list[Orphan], kinds: Kinds | None) -> list[Outcome]:
@@ -172,9 +191,11 @@ def teardown(
     for o in selection.skipped:
         ctx.progress(f"{o.kind} {o.id}: {o.reason}; not deleted")
     report = reap(ctx, selection, ledger=ledger, kinds=kinds)
-    if not report.ok:
-        raise TeardownError(f"teardown of {run_id} incomplete: "
-                            + "; ".join(f"{o.kind} {o.id}: {o.detail}" for o in report.failed))
+    problems = [f"{o.kind} {o.id}: {o.detail}" for o in report.failed]
+    problems += [f"{name} resources could not be listed: an unanswered intent may remain"
+                 for name in selection.unlisted if any(e.resource == name for e in ledger.outstanding(run_id))]
+    if problems:
+        raise TeardownError(f"teardown of {run_id} incomplete: " + "; ".join(problems))
     if report.outcomes:
         ctx.progress(f"{run_id}: {report.summary()}")
     return report

@@ -51,6 +51,7 @@ class Selection(BaseModel):
     skipped: list[Orphan] = []   # matched the selector but protected (keep-until) or not judgeable
     # Ledger intents no resource answered to by client token; closed once their kind of the run is clean.
     unresolved: list[Entry] = []
+    unlisted: list[str] = []     # kinds whose listing failed (ledger mode went on by the ledger alone)
 
 
 class Outcome(BaseModel):
