@@ -1,7 +1,8 @@
 """The EC2 provider: catalogue, AMIs, per-run access, launch, self-destruct, the resource kinds cleanup deletes.
 
-Names are loaded on first use (PEP 562): pure helpers such as `resolve` are imported at plugin start
-by settings and markers, and must not drag boto3 and paramiko into every pytest run.
+Names are loaded on first use (PEP 562): importing one submodule (the catalogue for `perfci plan`, a
+resource kind for `perfci reap`) must not drag in the provider, boto3 and paramiko. The pure parts
+(instance types, the --instance-type query grammar) live in pytest_perfci.models.
 """
 
 from __future__ import annotations
