@@ -17,6 +17,11 @@ def _mypy(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=600, check=False)
 
 
+def test_mypy_is_clean_on_the_package() -> None:
+    proc = _mypy("pytest_perfci")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_the_boto3_stubs_type_the_clients(tmp_path: Path) -> None:
     """aws.clients.client(..., "ec2") is an EC2Client to mypy, so a misspelt API call is an error."""
     probe = ROOT / "pytest_perfci" / "aws" / "clients.py"
