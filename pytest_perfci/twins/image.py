@@ -13,6 +13,7 @@ more boot time than reading a larger file costs on the host.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -58,6 +59,7 @@ BUSYBOX_APPLETS = ("sh", "cat", "ls", "mount", "mkdir", "ip", "insmod", "head", 
                    "sort", "cut", "touch", "true", "false", "stat", "find", "xargs", "tee", "dirname", "basename",
                    "readlink", "which", "expr", "seq", "timeout", "nohup", "setsid", "chown", "df", "du", "free")
 READY_MARK = "perfci-twin: ssh ready"
+LISTS_MAX_AGE = 7 * 24 * 3600.0
 
 INIT = r"""#!/bin/busybox sh
 # perfci twin init: a root shell world of busybox, dropbear on :22, power off on request.
@@ -168,6 +170,15 @@ class AptRoot:
         return subprocess.run(["apt-get", "-q", *args], env=env, cwd=cwd, capture_output=True, text=True,
                               timeout=timeout, check=False)
 
+    def lists_signature(self) -> list[list[object]]:
+        """Name, size and mtime of every index: changes whenever `apt-get update` fetched something new."""
+        return sorted([p.name, p.stat().st_size, int(p.stat().st_mtime)]
+                      for p in (self.root / "lists").iterdir() if p.is_file())
+
+    def lists_age(self) -> float:
+        files = [p for p in (self.root / "lists").iterdir() if p.is_file()]
+        return time.time() - max((p.stat().st_mtime for p in files), default=0.0)
+
     @property
     def has_lists(self) -> bool:
         return any((self.root / "lists").glob("*_Packages*"))
@@ -214,6 +225,21 @@ class ImageBuilder:
         self.apt_root.prepare()
         if not self.apt_root.has_lists:
             self.update()
+        elif self.apt_root.lists_age() > LISTS_MAX_AGE:
+            # A week-old index misses security updates; refresh it, but an offline machine keeps its cache.
+            with contextlib.suppress(ImageBuildError):
+                self.update()
+        memo = self.apt_root.root / "resolved.json"
+        signature = [self.wanted, KERNEL, self.apt_root.lists_signature()]
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            saved = json.loads(memo.read_text())
+            if saved["signature"] == signature:
+                return dict(saved["packages"])  # same lists, same question: apt would answer the same
+        packages = self._resolve()
+        memo.write_text(json.dumps({"signature": signature, "packages": packages}))
+        return packages
+
+    def _resolve(self) -> dict[str, str]:
         packages = self._simulate(*self.wanted)
         # The kernel alone: its own dependencies (initramfs-tools, udev, kmod) are for installing it, not booting it.
         kernel_meta = KERNEL.format(arch=self.arch)
