@@ -239,7 +239,7 @@ def start_guest(
         overlay.directory("root", 0o700)
         overlay.directory("root/.ssh", 0o700)
         overlay.file("root/.ssh/authorized_keys", (authorized_key.strip() + "\n").encode(), 0o600)
-        overlay.file("etc/hostname", f"{label}\n".encode(), 0o644)
+        overlay.file("etc/hostname", f"{machine.name}\n".encode(), 0o644)
         overlay.file("etc/perfci-twin", f"{machine.name}\n".encode(), 0o644)  # facts.twin, whoever connects
         overlay.close()
     initrd.chmod(0o600)
