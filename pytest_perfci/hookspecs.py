@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 @pytest.hookspec(firstresult=True)
 def pytest_perfci_make_provider(settings: Settings, config: pytest.Config) -> Provider | None:
-    """Return a Provider to use instead of the built-in one for settings.effective_provider.
+    """Return a Provider (a pytest_perfci.providers.base.Provider subclass instance) to use instead of
+    the registry's one for settings.effective_provider; anything else is a usage error.
 
     Creating a provider must not create resources: it is called at configure time, before
     collection, so that a wrong selection fails before anything costs money.

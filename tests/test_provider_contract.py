@@ -230,3 +230,30 @@ def test_worker_handle_refuses_unknown_or_mistyped_fields() -> None:
         WorkerHandle.model_validate({"target": "a", "port": "twenty-two"})
     with pytest.raises(ValidationError, match="run_id"):
         WorkerInput.model_validate_json(json.dumps({"handles": {}}))
+
+
+# --- the built-in providers go through the same registry --------------------------------------------
+
+
+def test_kops_is_built_from_the_settings_like_the_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_perfci.providers.kops import KopsProvider
+
+    monkeypatch.setenv("KOPS_STATE_STORE", "s3://kops-state")  # kops' own variable, the documented fallback
+    monkeypatch.delenv("PERFCI_KOPS_STATE", raising=False)
+    env = {"PERFCI_KOPS_NODES": "4", "PERFCI_KOPS_BINARY": "/opt/kops"}
+    settings = load_settings({"provider": "kops", "instance_type": ["c7i.2xlarge"], "region": "eu-west-1",
+                              "run_id": "perfci-kops-1", "results": str(tmp_path)}, env=env)
+    provider = make_provider(settings)
+    assert isinstance(provider, KopsProvider) and provider.creates_resources
+    cfg = provider.config
+    assert (cfg.name, cfg.node_size, cfg.node_count, cfg.zones, cfg.kops, cfg.state) == (
+        "perfci-kops-1.k8s.local", "c7i.2xlarge", 4, ("eu-west-1a",), "/opt/kops", "s3://kops-state")
+    assert provider.region == "eu-west-1" and provider.kept() is None
+    assert [t.name for t in provider.targets()] == ["perfci-kops-1.k8s.local"]
+
+
+@pytest.mark.parametrize(("name", "cls"), [("local", "LocalProvider"), ("inventory", "InventoryProvider"),
+                                           ("ec2", "EC2Provider"), ("kops", "KopsProvider")])
+def test_every_registered_name_is_a_provider_subclass(name: str, cls: str) -> None:
+    found = registry.provider_class(name)
+    assert found.__name__ == cls and issubclass(found, Provider) and found.name == name
