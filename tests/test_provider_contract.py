@@ -253,7 +253,8 @@ def test_kops_is_built_from_the_settings_like_the_others(tmp_path: Path, monkeyp
 
 
 @pytest.mark.parametrize(("name", "cls"), [("local", "LocalProvider"), ("inventory", "InventoryProvider"),
-                                           ("ec2", "EC2Provider"), ("kops", "KopsProvider")])
+                                           ("ec2", "EC2Provider"), ("kops", "KopsProvider"),
+                                           ("qemu", "QemuProvider")])
 def test_every_registered_name_is_a_provider_subclass(name: str, cls: str) -> None:
     found = registry.provider_class(name)
     assert found.__name__ == cls and issubclass(found, Provider) and found.name == name
