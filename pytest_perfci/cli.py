@@ -297,6 +297,19 @@ def _reap_usage(text: str) -> int:
     return 2
 
 
+LOCAL = "local"  # the pseudo-region of resources on this machine (cleanup kinds with `local = True`)
+
+
+def _only_local_kinds(ledger: Any) -> bool:
+    from pytest_perfci.cleanup.kinds import UnknownKind, kind_class
+
+    kinds = {e.resource for e in ledger.outstanding()}
+    try:
+        return bool(kinds) and all(getattr(kind_class(k), "local", False) for k in kinds)
+    except UnknownKind:
+        return False
+
+
 def _reap_regions(args: argparse.Namespace, ledger: Any) -> list[str] | str:
     """The regions to search, or a one-line usage error."""
     from pytest_perfci.aws.clients import session
@@ -312,6 +325,8 @@ def _reap_regions(args: argparse.Namespace, ledger: Any) -> list[str] | str:
         found = sorted({e.region for e in ledger.outstanding() if e.region})
         if found:
             return found
+        if _only_local_kinds(ledger):
+            return [LOCAL]  # twin guests and the like: no region, no credentials, no AWS call
     default = session().region_name
     if not default:
         return "no region: pass --region R or set AWS_DEFAULT_REGION (or a region in the AWS config)"
@@ -374,8 +389,8 @@ def _reap(args: argparse.Namespace) -> int:
     failures: list[str] = []
     for region in regions:
         try:
-            ctx = Context(client(session(region), "ec2", args.endpoint_url), progress=progress,
-                          key_dir=Path(args.results) / ".keys")
+            ec2 = None if region == LOCAL else client(session(region), "ec2", args.endpoint_url)
+            ctx = Context(ec2, progress=progress, key_dir=Path(args.results) / ".keys")
             sel = engine.survey(ctx, run_id=args.run_id, expired=args.expired, ledger=ledger)
         except (RealEndpointRefused, NoCredentialsError, NoRegionError) as exc:
             return _reap_usage(f"region {region}: {exc}")

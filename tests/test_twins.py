@@ -195,3 +195,32 @@ def test_killed_run_leaves_no_qemu(tmp_path: Path) -> None:
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(pid), f"QEMU {pid} outlived the SIGKILLed pytest"
+
+
+def test_perfci_reap_finds_a_guest_by_the_ledger_and_kills_it(tmp_path: Path) -> None:
+    """Layer 3: a guest whose run died without taking it along (here: its parent is alive, so the
+    death signal never fires) is found through the run's ledger and killed, with no AWS anywhere."""
+    from pytest_perfci.twins.guest import new_keypair, start_guest
+    from pytest_perfci.twins.machines import MACHINES
+
+    image = ImageBuilder("arm64", progress=lambda _: None).build()
+    _, public = new_keypair()
+    guest = start_guest(MACHINES["arm64-pmu"], image, tmp_path / "g", label="twin-reaped-arm64-pmu",
+                        authorized_key=public)
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    ledger.record("twin-reaped", "created", "qemu_guest", id=str(guest.pid),
+                  data={"machine": "arm64-pmu", "marker": "perfci-twin:twin-reaped-arm64-pmu"})
+    try:
+        env = {k: v for k, v in _env().items() if not k.startswith("AWS_")}
+        dry = subprocess.run([sys.executable, "-m", "pytest_perfci.cli", "reap", "--ledger", str(ledger.path)],
+                             capture_output=True, text=True, timeout=120, env=env, check=False)
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        assert str(guest.pid) in dry.stdout and "qemu_guest" in dry.stdout and guest.alive()
+        proc = subprocess.run([sys.executable, "-m", "pytest_perfci.cli", "reap", "--ledger", str(ledger.path),
+                               "--yes"], capture_output=True, text=True, timeout=120, env=env, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        guest.process.wait(30)
+        assert guest.process.returncode == -9
+        assert ledger.outstanding() == []
+    finally:
+        guest.kill()

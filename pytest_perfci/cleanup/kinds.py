@@ -29,6 +29,7 @@ KINDS: dict[str, str] = {
     "instance": "pytest_perfci.providers.ec2.resources:InstanceKind",
     "key_pair": "pytest_perfci.providers.ec2.resources:KeyPairKind",
     "security_group": "pytest_perfci.providers.ec2.resources:SecurityGroupKind",
+    "qemu_guest": "pytest_perfci.providers.qemu:QemuGuestKind",
 }
 
 
@@ -61,6 +62,7 @@ class ResourceKind:
     name: ClassVar[str]
     order: ClassVar[int]                  # lower runs first: clusters, instances, then what they use
     needs_gone: ClassVar[tuple[str, ...]] = ()  # kinds that must be fully gone before this one is tried
+    local: ClassVar[bool] = False         # lives on this machine (twin guests): reaping needs no region
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx

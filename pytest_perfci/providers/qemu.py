@@ -11,18 +11,24 @@ Guests are ledgered (resource "qemu_guest", id = QEMU's pid, with its -name mark
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pytest_perfci.cleanup.kinds import ResourceKind
 from pytest_perfci.cleanup.ledger import Ledger
+from pytest_perfci.cleanup.model import Described, Orphan, Outcome
 from pytest_perfci.hosts.ssh import SSHHost
 from pytest_perfci.providers.base import Provider, ProviderContext, Target, WorkerHandle
 from pytest_perfci.settings import Settings
+from pytest_perfci.tags import TAG_RUN_ID
 from pytest_perfci.twins.guest import (
+    NAME_PREFIX,
     Guest,
     TwinError,
     forget_initrd,
@@ -190,4 +196,67 @@ class QemuProvider(Provider):
                 self._key_path.unlink()
 
 
-__all__ = ["DEFAULT_MACHINES", "MACHINES", "RESOURCE", "QemuProvider"]
+
+
+class QemuGuestKind(ResourceKind):
+    """Twin guests as a cleanup kind: QEMU processes on this machine, found by their `-name` marker.
+
+    Used by session teardown and `perfci reap --ledger` alike (cleanup/engine.py). Only processes whose
+    command line carries `-name perfci-twin:<run id>-<machine>` are ever listed or killed, so a reused pid
+    is never mistaken for a guest. Nothing here is in a cloud: `local` tells `perfci reap` it needs no
+    region or credentials, and a survey of a cloud region (a context with an EC2 client) lists none.
+    """
+
+    name = RESOURCE
+    order = 1
+    local = True
+
+    def _guests(self) -> list[Described]:
+        if self.ctx.ec2 is not None:
+            return []  # a cloud region's survey: this machine's processes are not in it (see cli LOCAL)
+        found = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            marker = next((argv[i + 1].decode(errors="replace") for i, a in enumerate(argv[:-1]) if a == b"-name"), "")
+            if not marker.startswith(f"{NAME_PREFIX}:"):
+                continue
+            label = marker.partition(":")[2]
+            machine_name = next((m for m in MACHINES if label.endswith(f"-{m}")), None)
+            run_id = label[: -len(machine_name) - 1] if machine_name else None
+            found.append(Described(kind=self.name, id=proc.name, state="running",
+                                   tags={TAG_RUN_ID: run_id} if run_id else {}, data={"marker": marker}))
+        return found
+
+    def describe(self, run_id: str | None) -> list[Described]:
+        return [d for d in self._guests() if TAG_RUN_ID in d.tags and run_id in (None, d.tags[TAG_RUN_ID])]
+
+    def describe_ids(self, ids: Sequence[str]) -> list[Described]:
+        wanted = set(ids)
+        return [d for d in self._guests() if d.id in wanted]
+
+    def delete(self, orphans: list[Orphan]) -> list[Outcome]:
+        live = {d.id for d in self._guests()}
+        out = []
+        for o in orphans:
+            if o.id not in live:
+                out.append(self.outcome(o, "already_gone"))
+                continue
+            self.ctx.progress(f"killing twin guest QEMU {o.id} ({o.data.get('marker', '')})")
+            try:
+                os.kill(int(o.id), signal.SIGKILL)
+            except ProcessLookupError:
+                out.append(self.outcome(o, "already_gone"))
+                continue
+            deadline = time.monotonic() + 10
+            while o.id in {d.id for d in self._guests()} and time.monotonic() < deadline:
+                time.sleep(0.1)
+            out.append(self.outcome(o, "deleted"))
+        return out
+
+
+__all__ = ["DEFAULT_MACHINES", "MACHINES", "RESOURCE", "QemuGuestKind", "QemuProvider"]
