@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from pytest_perfci.hosts.base import Host
     from pytest_perfci.providers.base import Provider
     from pytest_perfci.settings import Settings
 
@@ -28,3 +29,16 @@ def pytest_perfci_host_address(instance: Any) -> str | None:
     Default: its public IP, else its private IP. Implement it for a bastion, a VPN, or tests that map
     instances to local SSH daemons.
     """
+
+
+@pytest.hookspec
+def pytest_perfci_prepare_host(host: Host, needs: tuple[str, ...]) -> None:
+    """Prepare a host once, before its first test, after perfci installed what the suites need
+    (`needs`, e.g. ("perf",)): your sysctls, services, files. Runs as its own Allure step with a
+    progress line; raise to make the host's tests error with your message."""
+
+
+@pytest.hookspec
+def pytest_perfci_reset_host(host: Host) -> None:
+    """Put a host back: after each test marked ``@pytest.mark.perfci_reset`` and once after the
+    last test on the host (before it is released). Its own Allure step and progress line."""

@@ -16,6 +16,8 @@ import pytest
 from pytest_perfci import markers
 from pytest_perfci.cleanup import signals
 from pytest_perfci.hosts.base import Host
+from pytest_perfci.prepare import steps as prepare_steps
+from pytest_perfci.prepare.needs import NeedError
 from pytest_perfci.providers.base import Provider, TargetUnavailable, WorkerInput
 from pytest_perfci.session import TeardownIncomplete
 from pytest_perfci.settings import (
@@ -70,7 +72,7 @@ def _ini_values(config: pytest.Config) -> dict[str, Any]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    for doc in markers.MARKERS.values():
+    for doc in (*markers.MARKERS.values(), *prepare_steps.MARKER_DOCS):
         config.addinivalue_line("markers", doc)
     cli = {spec.dest: config.getoption(f"perfci_{spec.dest}") for spec in option_specs()}
     raw_input = getattr(config, "workerinput", {}).get(WorkerInput.KEY)
@@ -104,9 +106,19 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"perfci: {exc}" if not str(exc).startswith(("perfci", "-")) else str(exc)) from None
     config.stash[SETTINGS_KEY] = settings
     config.stash[SESSION_KEY] = session
+    _wire_preparation(config, session)
     if worker is None:
         # SIGTERM/SIGHUP (a cancelled CI job) unwind like Ctrl-C, so every finalizer and teardown runs.
         config.add_cleanup(signals.install())
+
+
+def _wire_preparation(config: pytest.Config, session: ProviderSession) -> None:
+    """Each host is prepared once before its first test and reset after its last (prepare.steps)."""
+    progress = progress_printer(config)
+    settings = session.settings
+    session.on_prepare = lambda host: prepare_steps.prepare(
+        config, session.provider.prepare, host, session.needs, allowed=settings.prepare, progress=progress)
+    session.on_last = lambda host: prepare_steps.reset(config, host, why="after the last test", progress=progress)
 
 
 def provider_context(config: pytest.Config) -> ProviderContext:
@@ -191,6 +203,13 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     session = config.stash.get(SESSION_KEY, None)
+    try:
+        needs = prepare_steps.collected_needs(items)
+    except NeedError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if session is not None:
+        session.needs = needs
+        session.provider.declare_needs(needs)  # before any host exists: EC2 installs at boot
     for item in items:
         try:
             markers.validate(item.iter_markers(), item.nodeid)
@@ -285,3 +304,21 @@ def _perfci_marker_gate(request: pytest.FixtureRequest) -> None:
     reason = reason or markers.host_reason(marks, name, facts, lambda cap: session.capability(name, cap))
     if reason:
         pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _perfci_reset(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test marked perfci_reset: the pytest_perfci_reset_host hook on its host."""
+    yield
+    name = _target_name(request)
+    if name is None or request.node.get_closest_marker(prepare_steps.RESET_MARK) is None:
+        return
+    session = request.config.stash[SESSION_KEY]
+    prepare_steps.reset(request.config, session.host(name), why=f"after {request.node.name}",
+                        progress=progress_printer(request.config))
+
+
+@pytest.fixture(scope="session")
+def perfci_preparation(request: pytest.FixtureRequest, host: Host, perfci_session: ProviderSession) -> Any:
+    """What preparing this test's host did (prepare.outcome.Preparation): installed, missing, failed."""
+    return perfci_session.preparation(host.name)

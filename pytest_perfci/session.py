@@ -12,11 +12,13 @@ typed `WorkerHandle` to `attach` to; workers only connect and disconnect. So -n 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from pytest_perfci.capabilities import detect
 from pytest_perfci.cleanup.signals import shielded
 from pytest_perfci.hosts.base import Host
 from pytest_perfci.keep import freeze
+from pytest_perfci.prepare.outcome import Preparation
 from pytest_perfci.providers.base import Provider, Target, TargetUnavailable, WorkerHandle
 from pytest_perfci.settings import Settings
 
@@ -36,6 +38,12 @@ class ProviderSession:
         self._lock = threading.Lock()
         self._exported: dict[str, WorkerHandle] | None = None
         self.closed = False
+        # Host preparation (set by the plugin): what collected tests need, how to prepare a host once
+        # before its first test, and how to reset it after its last; what each preparation did.
+        self.needs: tuple[str, ...] = ()
+        self.on_prepare: Callable[[Host], Preparation] | None = None
+        self.on_last: Callable[[Host], None] | None = None
+        self.preparations: dict[str, Preparation] = {}
 
     @property
     def is_worker(self) -> bool:
@@ -66,10 +74,25 @@ class ProviderSession:
                 if handle is not None and handle.unavailable is not None:
                     raise TargetUnavailable(handle.unavailable)
                 if handle is not None:
-                    self._hosts[name] = self.provider.attach(target, handle)
+                    host = self.provider.attach(target, handle)
                 else:
-                    self._hosts[name] = self.provider.acquire(target)
+                    host = self.provider.acquire(target)
+                self._hosts[name] = host
+                if self.on_prepare is not None:
+                    self.preparations[name] = self.on_prepare(host)
             return self._hosts[name]
+
+    def preparation(self, name: str) -> Preparation:
+        """What preparing this target's host did (empty before, or when nothing was needed)."""
+        return self.preparations.get(name) or Preparation(host=name)
+
+    def reset_all(self) -> None:
+        """After the last test: each prepared host's reset, once; a failing reset never stops teardown."""
+        on_last, self.on_last = self.on_last, None
+        if on_last is None:
+            return
+        for host in list(self._hosts.values()):
+            on_last(host)
 
     def export_all(self) -> dict[str, WorkerHandle]:
         """Controller side: bring every target up once and describe how workers reach each."""
@@ -105,6 +128,12 @@ class ProviderSession:
         if self.closed:
             return
         self.closed = True
+        try:
+            self.reset_all()
+        except Exception as exc:  # noqa: BLE001 - a users' reset hook must not keep machines alive
+            import sys
+
+            sys.stderr.write(f"perfci: pytest_perfci_reset_host failed: {exc}\n")
         if self.is_worker and self.shares_hosts:
             for host in self._hosts.values():
                 host.close()

@@ -234,6 +234,8 @@ class Settings(BaseModel):
                               "name)", "NAME")] = Field(default_factory=getpass.getuser)
     keep: Annotated[bool, Opt("--perfci-keep", "do not tear down; print how to reach and later reap what "
                               "was kept")] = False
+    prepare: Annotated[bool, Opt("--perfci-prepare", "install what the suites need (e.g. perf) on local and "
+                                 "inventory hosts too; hosts this run creates are always prepared")] = False
     results: Annotated[Path, Opt("--perfci-results", "directory for results (default perfci-results)",
                                  "DIR")] = Path("perfci-results")
     # EC2 provider

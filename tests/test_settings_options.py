@@ -28,6 +28,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "run_id": ("perfci-opt-1", "perfci-opt-1"),
     "owner": ("alice", "alice"),
     "keep": ("true", True),
+    "prepare": ("true", True),
     "results": ("out/results", Path("out/results")),
     "ami": ("arm64=ami-0123456789abcdef0", ("arm64=ami-0123456789abcdef0",)),
     "ttl": ("90m", timedelta(minutes=90)),

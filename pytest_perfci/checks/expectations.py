@@ -107,12 +107,24 @@ class Outcome(BaseModel):
     message: str
 
 
-def decide(capability: str, observed: State | Literal["inconsistent"], detail: str,
+def decide(capability: str, observed: State | Literal["inconsistent", "one-reader"], detail: str,
            expected: tuple[State, str] | None) -> Outcome:
     """Observed matches expected -> pass; mismatch -> fail with both sides; no expectation and
-    not available -> xfail with the reason, visible in the report instead of a silent skip."""
+    not available -> xfail with the reason, visible in the report instead of a silent skip.
+
+    "one-reader" (counted by perf_event_open, perf absent so nothing compared) meets an "available"
+    expectation: the counter works. It contradicts "unavailable"/"zero" like any count would."""
     if observed == "inconsistent":
         return Outcome(action="fail", message=f"{capability}: readers inconsistent: {detail}")
+    if observed == "one-reader":
+        if expected is not None and expected[0] == "available":
+            return Outcome(action="pass", message=f"{capability}: available as expected, one reader only: {detail}")
+        if expected is None:
+            return Outcome(action="xfail",
+                           message=f"{capability}: one reader only and no expectation for this target: {detail}")
+        origin = f" [{expected[1]}]" if expected[1] else ""
+        return Outcome(action="fail",
+                       message=f"{capability}: expected {expected[0]}{origin}, observed one reader counting: {detail}")
     if expected is None:
         if observed == "available":
             return Outcome(action="pass", message=f"{capability}: available ({detail})")

@@ -30,6 +30,8 @@ __all__ = [
     "judge_multiplexing",
     "judge_perf_stat",
     "judge_pmu",
+    "judge_probe_alone",
+    "one_reader",
     "trustworthy",
 ]
 
@@ -38,6 +40,7 @@ class Status(str, Enum):
     AVAILABLE = "available"
     UNAVAILABLE = "unavailable"
     INCONSISTENT = "inconsistent"
+    ONE_READER = "one-reader"  # counted by perf_event_open; perf stat could not run, nothing compared
 
 
 class Reason(str, Enum):
@@ -49,6 +52,7 @@ class Reason(str, Enum):
     MULTIPLEXED = "multiplexed away"
     NOT_COUNTED = "not counted"
     DISAGREE = "readers disagree"
+    ONE_READER = "one reader only"
     IMPLAUSIBLE = "implausible ratio"  # beyond the brief: CPI outside what hardware can do
     PARTIAL_PMU = "partial PMU"  # some core events count, others are not supported by this PMU
 
@@ -89,11 +93,20 @@ class PmcContext(BaseModel):
     # Beyond the brief: needed to name the paranoid level that blocks, and to show the PMU list.
     system_wide: bool = False
     pmu_devices: tuple[str, ...] = ()
+    # Why perf is absent when preparation tried and could not install it ("apt: no package ..."), or the
+    # command that would install it; "" when nobody tried.
+    perf_absent: str = ""
+
+    @property
+    def perf_missing_why(self) -> str:
+        return self.perf_absent or "no `perf --version` on the host; install linux-perf (linux-tools)"
 
     @classmethod
     def from_facts(cls, facts: Facts, is_root: bool, system_wide: bool = False) -> PmcContext:
         """Context from gathered Facts. An empty PMU list means the listing failed, not "no PMU"."""
+        failed = [u.removeprefix("perf: ") for u in facts.unprepared if u.startswith("perf: ")]
         return cls(
+            perf_absent=f"could not be installed: {failed[0]}" if failed else "",
             core_pmu=facts.core_pmu if facts.pmu_devices else None,
             perf_event_paranoid=facts.perf_event_paranoid,
             perf_installed=facts.perf_version is not None,
@@ -156,7 +169,7 @@ def _paranoid_block(event: str, ctx: PmcContext) -> str | None:
 def _unavailable_why(event: str, ctx: PmcContext, observed: str) -> tuple[Reason, str]:
     """The most specific reason for a missing event: perf > core PMU > paranoid > not supported."""
     if not ctx.perf_installed:
-        return Reason.PERF_MISSING, "no `perf --version` on the host; install linux-perf (linux-tools)"
+        return Reason.PERF_MISSING, ctx.perf_missing_why
     if ctx.core_pmu is False and _is_core_event(event):
         listed = ", ".join(ctx.pmu_devices) if ctx.pmu_devices else "nothing"
         return Reason.NO_PMU, (
@@ -284,6 +297,32 @@ def judge_errno(event: str, errno: int, ctx: PmcContext | None = None) -> Verdic
     return Verdict(event=event, status=Status.UNAVAILABLE, reason=reason, detail=f"{tag}: {why}")
 
 
+def one_reader(event: str, probe_value: float, ctx: PmcContext | None = None) -> Verdict:
+    """perf is absent but perf_event_open counted: the counter works, yet the two readers were not compared.
+
+    Never "unavailable" (the PMU counts) and never "available" (nothing cross-checked the number): a
+    state of its own, which the matrix shows as "one reader only"."""
+    ctx = ctx or PmcContext()
+    return Verdict(
+        event=event, status=Status.ONE_READER, reason=Reason.ONE_READER, value=probe_value,
+        detail=(f"counted by perf_event_open ({_fmt(probe_value)}); the two readers were not compared "
+                f"because perf is absent ({ctx.perf_missing_why})"),
+    )  # fmt: skip
+
+
+def judge_probe_alone(event: str, errno: int | None, value: float | None, ctx: PmcContext | None = None) -> Verdict:
+    """The verdict from the perf_event_open probe alone (perf is absent): its errno, zero, or one reader."""
+    if errno is not None and errno != 0:
+        return judge_errno(event, errno, ctx)
+    if value is None:
+        return Verdict(event=event, status=Status.UNAVAILABLE, reason=Reason.NOT_COUNTED,
+                       detail="perf_event_open opened the counter but it never ran")
+    if value == 0:
+        return Verdict(event=event, status=Status.UNAVAILABLE, reason=Reason.ZERO, value=0.0,
+                       detail="perf_event_open counted 0 over a workload that ran (perf absent, nothing to compare)")
+    return one_reader(event, value, ctx)
+
+
 def compare_readers(
     event: str,
     a: float,
@@ -397,8 +436,12 @@ def judge_pmu(verdicts: Iterable[Verdict]) -> Verdict:
     a CPI check cannot run.
     """
     core = {normalise_event(v.event)[0]: v for v in verdicts if normalise_event(v.event)[0] in ("cycles", "instructions")}
-    counted = sorted(e for e, v in core.items() if v.ok)
-    missing = sorted(e for e, v in core.items() if not v.ok)
+    counted = sorted(e for e, v in core.items() if v.ok or v.status is Status.ONE_READER)
+    missing = sorted(e for e, v in core.items() if e not in counted)
+    alone = [v for v in core.values() if v.status is Status.ONE_READER]
+    if not missing and alone:  # counted, by perf_event_open only (perf absent)
+        return Verdict(event="pmu", status=Status.ONE_READER, reason=Reason.ONE_READER,
+                       detail=f"{' and '.join(counted)} count; {alone[0].detail.split('; ', 1)[-1]}")
     if not missing:
         return Verdict(event="pmu", status=Status.AVAILABLE, detail=f"{' and '.join(counted)} count")
     if counted and all(core[e].reason is Reason.NOT_SUPPORTED for e in missing):

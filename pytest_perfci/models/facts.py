@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from pytest_perfci.models.arch import normalise_arch
 from pytest_perfci.models.cpuinfo import CpuInfo, parse_cpuinfo
 from pytest_perfci.models.procfs import parse_filesystems
+from pytest_perfci.prepare.outcome import parse as parse_preparation
 
 # Sections are separated by marker lines so that one command returns everything; every probe is
 # allowed to fail (a minimal host may lack perf, systemd or DMI).
@@ -30,7 +31,8 @@ for s in \
   "dmi_vendor:cat /sys/class/dmi/id/sys_vendor" \
   "dmi_product:cat /sys/class/dmi/id/product_name" \
   "filesystems:cat /proc/filesystems" \
-  "twin:cat /etc/perfci-twin" ; do
+  "twin:cat /etc/perfci-twin" \
+  "prepared:cat /etc/perfci/prepared /etc/perfci/prepared-late" ; do
   echo "@@perfci:${s%%:*}"
   sh -c "${s#*:}" 2>/dev/null
 done
@@ -65,6 +67,10 @@ class Facts(BaseModel):
     pmu_devices: tuple[str, ...] = ()
     cpu_flags: tuple[str, ...] = ()
     filesystems: tuple[str, ...] = ()
+    # Host preparation (prepare.script, on hosts this run created or --perfci-prepare): what it installed,
+    # "perf: linux-perf (perf version 6.1.158)", and what it could not, "perf: apt: no package ... ".
+    prepared: tuple[str, ...] = ()
+    unprepared: tuple[str, ...] = ()
 
     @property
     def metal(self) -> bool:
@@ -141,6 +147,7 @@ def parse_facts(text: str, **known: str | None) -> Facts:
     perf_version = perf.removeprefix("perf version ").strip() if perf.startswith("perf version") else None
     paranoid_text = s.get("paranoid", "").strip()
     nproc_text = s.get("nproc", "").strip()
+    prep = parse_preparation("", s.get("prepared", ""))
     return Facts(
         hostname=s.get("hostname", "").strip(),
         arch=arch,
@@ -160,4 +167,6 @@ def parse_facts(text: str, **known: str | None) -> Facts:
         pmu_devices=tuple(s.get("pmus", "").split()),
         cpu_flags=tuple(sorted(cpu.flags)),
         filesystems=parse_filesystems(s.get("filesystems", "")),
+        prepared=prep.installed(),
+        unprepared=tuple(f"{p.need}: {p.reason}" for p in prep.items if p.status in ("failed", "unsupported")),
     )

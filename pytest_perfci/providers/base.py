@@ -29,6 +29,10 @@ capability                         default / who uses it
 ``kept()``                         None; ``--perfci-keep`` summary: what was left up, how to reach it
 ``region``                         None; the region ``perfci reap`` needs for a kept run
 ``zone(target)``                   None; results: the availability zone a target ran in
+``declare_needs(needs)``           nothing; what collected tests need on hosts, before any exists
+                                   (EC2 installs it at boot through the user data)
+``prepare(host, needs, allowed)``  look only, unless ``allowed`` (--perfci-prepare): install over
+                                   the host's shell; EC2 reads what the boot did (it created it)
 ================================  ===========================================================
 
 Adding a provider is one subclass plus one line in :data:`pytest_perfci.providers.registry.PROVIDERS`
@@ -45,6 +49,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from pytest_perfci.hosts.base import Host
+from pytest_perfci.prepare import host as prepare_host
+from pytest_perfci.prepare.outcome import Preparation
 
 if TYPE_CHECKING:
     from pytest_perfci.settings import Settings
@@ -199,3 +205,17 @@ class Provider(ABC):
     def zone(self, target: Target) -> str | None:
         """Where the target's host runs (availability zone) once acquired; None when unknown."""
         return None
+
+    # -- host preparation -----------------------------------------------------------------------------
+
+    def declare_needs(self, needs: tuple[str, ...]) -> None:
+        """What the collected tests need on every host (e.g. ("perf",)), told before any host exists, so
+        a provider that boots machines can install it at boot. Default: nothing to do now."""
+
+    def prepare(self, host: Host, needs: tuple[str, ...], *, allowed: bool) -> Preparation:
+        """Make `needs` available on `host`, once, before its first test; never raises for a package.
+
+        Default, for machines this run did not create (local, inventory): only look, unless the user
+        asked (`allowed`, --perfci-prepare), then install with the image's package manager as root.
+        A provider that creates its machines installs without being asked."""
+        return prepare_host.run(host, needs, "install" if (allowed or self.creates_resources) else "plan")

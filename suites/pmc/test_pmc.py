@@ -22,6 +22,8 @@ from pytest_perfci.checks.pmc import (
     judge_cpi,
     judge_errno,
     judge_pmu,
+    judge_probe_alone,
+    one_reader,
 )
 from pytest_perfci.collect.pmc import run_perf_stat, run_probe
 from pytest_perfci.hosts.base import Host
@@ -48,6 +50,9 @@ INSTRUCTION_TOLERANCE = 0.02
 # tighter than this; CPI plausibility (checks.pmc.judge_cpi) is the real check on cycles.
 CYCLES_TOLERANCE = 0.25
 
+# perf is installed on hosts the run creates, and on local/inventory hosts with --perfci-prepare.
+pytestmark = pytest.mark.perfci_needs("perf")
+
 
 
 def state_of(verdict: Verdict) -> str:
@@ -55,6 +60,8 @@ def state_of(verdict: Verdict) -> str:
         return "partial"
     if verdict.status is Status.INCONSISTENT:
         return "inconsistent"
+    if verdict.status is Status.ONE_READER:
+        return "one-reader"
     if verdict.ok:
         return "available"
     return "zero" if verdict.reason is Reason.ZERO else "unavailable"
@@ -74,7 +81,8 @@ def cell(verdict: Verdict) -> str:
 def record_sample(record: Recorder, event: str, verdict: Verdict, **metadata: object) -> None:
     """The counted value as a typed sample (user-mode count of the fixed awk workload); none when not counted."""
     if verdict.value is not None and verdict.status is not Status.UNAVAILABLE:
-        record.sample(f"pmc.{event}", verdict.value, "count", "pass" if verdict.ok else "fail",
+        counted = verdict.ok or verdict.status is Status.ONE_READER
+        record.sample(f"pmc.{event}", verdict.value, "count", "pass" if counted else "fail",
                       workload="awk loop (collect.pmc.WORKLOAD)", **metadata)
 
 
@@ -108,6 +116,8 @@ def test_cpi_count(
             tol = INSTRUCTION_TOLERANCE if event == "instructions" else CYCLES_TOLERANCE
             tol = (expectations.tolerance_for(key, event) or (tol, ""))[0]  # a target may be held tighter
             verdicts[event] = compare_readers(event, perf_value, probe_value, tolerance=tol)
+        elif not pmc_context.perf_installed and by_probe is None and probe_value:
+            verdicts[event] = one_reader(event, probe_value, pmc_context)
         elif perf_ok:
             why = by_probe.line() if by_probe else f"perf_event_open read {probe_value}"
             verdicts[event] = Verdict(
@@ -116,7 +126,7 @@ def test_cpi_count(
             )
         else:
             verdicts[event] = next(v for v in by_perf if not v.ok)
-    if all(v.ok for v in verdicts.values()):
+    if all(v.ok or v.status is Status.ONE_READER for v in verdicts.values()):
         exact = expectations.cpi_for(key)
         cpi = judge_cpi(verdicts["cycles"].value or 0.0, verdicts["instructions"].value or 0.0,
                         exact=exact[0] if exact else None)
@@ -134,8 +144,9 @@ def test_cpi_count(
         outcomes.append(decide("pmu", state_of(pmu), explain(pmu), expected.get("pmu")))  # type: ignore[arg-type]
     for event, verdict in verdicts.items():
         perfci_capability(event, verdict.ok, cell(verdict), host=host)
-        record_sample(perfci_record, event, verdict, reader="perf stat, median of 3 runs",
-                      probe=verdict.other_value)
+        reader = ("perf_event_open only (perf absent), median of 3 runs" if verdict.status is Status.ONE_READER
+                  else "perf stat, median of 3 runs")
+        record_sample(perfci_record, event, verdict, reader=reader, probe=verdict.other_value)
         outcomes.append(decide(event, state_of(verdict), explain(verdict), expected.get(event)))  # type: ignore[arg-type]
     conclude(outcomes)
 
@@ -145,15 +156,24 @@ def test_counters(
     host: Host,
     event: str,
     pmc_context: PmcContext,
+    probe_path: str,
     expectations: Expectations,
     perfci_capability: Callable[..., None],
     perfci_record: Recorder,
 ) -> None:
-    """A wider set of generic hardware events: counted, not supported, or stuck at zero."""
-    stat, raw = run_perf_stat(host, [f"{event}:u"])
-    perfci_record.attach("perf stat", f"$ {raw.command}\n{raw.stdout}\n--- stderr ---\n{raw.stderr}")
-    verdict = judge_counter(stat.get(event), event, pmc_context)
+    """A wider set of generic hardware events: counted, not supported, or stuck at zero.
+
+    Read by perf stat; by perf_event_open alone when perf is absent (one reader, never "unavailable")."""
+    if pmc_context.perf_installed:
+        stat, raw = run_perf_stat(host, [f"{event}:u"])
+        perfci_record.attach("perf stat", f"$ {raw.command}\n{raw.stdout}\n--- stderr ---\n{raw.stderr}")
+        verdict = judge_counter(stat.get(event), event, pmc_context)
+    else:
+        probe, raw = run_probe(host, probe_path, [event], repeat=1, user_only=True)
+        perfci_record.attach("perf_event_open probe", f"{raw.stdout}\n--- stderr ---\n{raw.stderr}")
+        verdict = judge_probe_alone(event, probe.first_errno(event), probe.median(event), pmc_context)
     perfci_capability(event, verdict.ok, cell(verdict), host=host)
-    record_sample(perfci_record, event, verdict, reader="perf stat")
+    record_sample(perfci_record, event, verdict,
+                  reader="perf stat" if pmc_context.perf_installed else "perf_event_open only (perf absent)")
     expected = expectations.for_target(target_key(host)).get(event)
     conclude([decide(event, state_of(verdict), explain(verdict), expected)])  # type: ignore[arg-type]

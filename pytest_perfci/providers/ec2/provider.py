@@ -35,10 +35,14 @@ from pytest_perfci.cleanup import engine
 from pytest_perfci.cleanup.kinds import Context
 from pytest_perfci.cleanup.ledger import Ledger
 from pytest_perfci.cleanup.model import Report
+from pytest_perfci.hosts.base import Host
 from pytest_perfci.hosts.result import AuthenticationFailed, HostError, HostUnreachable
 from pytest_perfci.hosts.ssh import HostKeyRejected, SSHHost, parse_destination
 from pytest_perfci.models.instance_query import Resolution, resolve
 from pytest_perfci.models.instance_types import InstanceTypeInfo
+from pytest_perfci.prepare import host as prepare_host
+from pytest_perfci.prepare.outcome import Preparation
+from pytest_perfci.prepare.script import boot_snippet
 from pytest_perfci.providers.base import KeptHost, Provider, ProviderContext, Target, WorkerHandle
 from pytest_perfci.providers.ec2 import network, userdata
 from pytest_perfci.providers.ec2.ami import AmiResolver, Image
@@ -156,6 +160,7 @@ class EC2Provider(Provider):
         self._hosts: dict[str, SSHHost] = {}
         self._heartbeat: userdata.Heartbeat | None = None
         self._start_error: BaseException | None = None
+        self._needs: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings, context: ProviderContext) -> EC2Provider:
@@ -234,6 +239,21 @@ class EC2Provider(Provider):
             known_hosts=handle.known_hosts, host_key_policy="reject",
             instance_type=handle.instance_type, region=handle.region, ami=handle.ami,
         )
+
+    def declare_needs(self, needs: tuple[str, ...]) -> None:
+        """Install these at boot (user data); the cloud-init wait then covers the install."""
+        self._needs = tuple(needs)
+
+    def prepare(self, host: Host, needs: tuple[str, ...], *, allowed: bool) -> Preparation:
+        """This run created the machine, so it is prepared unasked: what the boot installed (read from the
+        host), and over SSH whatever the boot was not told about (e.g. xdist: hosts came up before collection)."""
+        booted = prepare_host.read_boot(host, state_file=f"{self.host_state_dir}/prepared")
+        rest = tuple(n for n in needs if booted.get(n) is None)
+        if not rest:
+            return booted
+        late = "prepared-late" if booted.items else "prepared"
+        later = prepare_host.run(host, rest, "install", state_file=f"{self.host_state_dir}/{late}")
+        return Preparation(host=host.name, items=booted.items + later.items)
 
     def zone(self, target: Target) -> str | None:
         """The availability zone the target's instance launched in (None before it did)."""
@@ -439,7 +459,7 @@ class EC2Provider(Provider):
             key_name=self._key.name,
             security_group_id=self._group_id,
             placements=network.placements(self._catalog.zones_offering(itype), self._subnets),
-            user_data=userdata.render(self._deadline),
+            user_data=userdata.render(self._deadline, prepare=boot_snippet(self._needs, self.host_state_dir)),
             tags=tags,
             root_volume_gb=self.settings.root_volume_gb,
             spot=self.settings.spot,

@@ -116,8 +116,12 @@ def render(
     init: Init = "auto",
     shutdown: str = "shutdown -h now",
     systemctl: str = "systemctl",
+    prepare: str = "",
 ) -> str:
-    """The user-data script. Paths and commands are parameters so tests can run it in a temp dir."""
+    """The user-data script. Paths and commands are parameters so tests can run it in a temp dir.
+
+    `prepare` (prepare.script.boot_snippet) installs what the suites need after the self-destruct is
+    armed, so a slow or failing package install can never leave a machine without its deadline."""
     return _TEMPLATE.format(
         deadline=int(deadline),
         state_dir=shlex.quote(state_dir),
@@ -128,7 +132,7 @@ def render(
         shutdown=shutdown,
         systemctl=systemctl,
         unit=UNIT,
-    )
+    ) + prepare
 
 
 def extend_deadline(host: Any, new_epoch: int, *, state_dir: str = STATE_DIR, timeout: float = 30) -> None:
