@@ -68,6 +68,7 @@ RECORDED = {
 }
 TYPE = "__TYPE__"
 PROBE_SCALE = __SCALE__
+NO_PERF = __NOPERF__  # a fresh image: perf not installed, the PMU counts
 
 
 class ReplayHost:
@@ -75,12 +76,14 @@ class ReplayHost:
 
     def __init__(self):
         self.facts = Facts(hostname="replay", arch="x86_64", kernel="6.4.0", cpu_vendor="intel",
-                           virtualised=False, instance_type=TYPE, perf_version="6.4",
+                           virtualised=False, instance_type=TYPE, perf_version=None if NO_PERF else "6.4",
                            perf_event_paranoid=2, pmu_devices=("cpu", "software"))
 
     def run(self, cmd, *, timeout=None, check=True, env=None):
         text = cmd if isinstance(cmd, str) else shlex.join(cmd)
         argv = shlex.split(text)
+        if argv[:2] == ["perf", "stat"] and NO_PERF:
+            return Result(text, "", "sh: 1: perf: not found\n", 127, 0.0, self.name)
         if argv[:2] == ["perf", "stat"]:
             events = argv[argv.index("-e") + 1].split(",")
             lines = []
@@ -91,6 +94,9 @@ class ReplayHost:
         if "pmc_reader.py" in text:
             events = argv[argv.index("--events") + 1].split(",")
             def ev(name):
+                if name not in RECORDED:  # as on a PMU without that generic event: ENOENT
+                    return {"value": None, "time_enabled": None, "time_running": None, "errno": 2,
+                            "error": "No such file or directory"}
                 value = int(int(RECORDED[name].split(",")[0]) * PROBE_SCALE.get(name, 1.0))
                 return {"value": value, "time_enabled": 10, "time_running": 10, "errno": None, "error": None}
             run = {"exit_code": 0, "wall_seconds": 0.2, "events": {e: ev(e) for e in events}}
@@ -134,13 +140,15 @@ def pytest_perfci_make_provider(settings, config):
 '''
 
 
-def _replay(pytester: pytest.Pytester, instance_type: str, probe_scale: dict[str, float]) -> pytest.RunResult:
+def _replay(pytester: pytest.Pytester, instance_type: str, probe_scale: dict[str, float],
+            no_perf: bool = False) -> pytest.RunResult:
     shutil.copy(ROOT / "conftest.py", pytester.path / "conftest.py")
     suite = pytester.path / "suites" / "pmc"
     shutil.copytree(ROOT / "suites" / "pmc", suite, ignore=shutil.ignore_patterns("__pycache__"))
     (suite / "conftest.py").write_text(
         (suite / "conftest.py").read_text()
         + REPLAY_CONFTEST.replace("__TYPE__", instance_type).replace("__SCALE__", repr(probe_scale))
+        .replace("__NOPERF__", repr(no_perf))
     )
     return pytester.runpytest("suites/pmc", "-v", "-rxfs", "-p", "no:cacheprovider")
 
@@ -176,3 +184,22 @@ def test_replayed_expectation_mismatch_fails_naming_the_evidence(pytester: pytes
         ["*cache-misses: expected zero [[]intel/optimization-zone*m7i.2xlarge*], observed available*"]
     )
     result.stdout.fnmatch_lines(["*cache-references: expected zero*observed available*"])
+
+
+def test_replayed_fresh_image_without_perf_is_one_reader_never_unavailable(pytester: pytest.Pytester) -> None:
+    """perf absent, the PMU counts (probe): counted by perf_event_open, readers not compared; a state of its own."""
+    result = _replay(pytester, "m7i.metal-24xl", {}, no_perf=True)
+    out = result.stdout.str()
+    assert "unavailable: perf not installed" not in out and "NO-PERF" not in out
+    result.stdout.fnmatch_lines_random(
+        [
+            "*test_cpi_count[[]m7i.metal-24xl[]] PASSED*",
+            "*test_counters[[]m7i.metal-24xl-branches[]] PASSED*",
+            "PMC cycles * 1rdr *ONE-READER*",
+            "PMC instructions * 1rdr *ONE-READER*",
+            "*counted by perf_event_open (37,977,214); the two readers were not compared because perf is absent*",
+            # an event the PMU lacks is still named for what it is (by the probe's errno), not "perf missing"
+            "*ref-cycles: expected available*observed unavailable: event not supported: perf_event_open failed with "
+            "ENOENT*",
+        ]
+    )

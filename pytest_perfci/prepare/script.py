@@ -94,7 +94,7 @@ def render(needs: Iterable[str], mode: Mode = "plan", *, os_release: str = "/etc
     return "\n".join(lines) + "\n"
 
 
-def boot_snippet(needs: Iterable[str], state_dir: str, *, state_file: str = STATE_FILE) -> str:
+def boot_snippet(needs: Iterable[str], state_dir: str) -> str:
     """For EC2 user data: install at boot, leave the records where `perfci` (and host facts) read them.
 
     Runs inside cloud-init, so the provider's readiness wait (cloud-init status --wait) covers it."""
@@ -103,6 +103,7 @@ def boot_snippet(needs: Iterable[str], state_dir: str, *, state_file: str = STAT
         return ""
     body = render(needs, "install")
     q = shlex.quote
+    state_file = f"{state_dir}/prepared"  # STATE_FILE for the real /etc/perfci
     return (
         f"mkdir -p {q(state_dir)}\n"
         f"cat > {q(state_dir)}/prepare <<'PERFCI_PREPARE_EOF'\n{body}PERFCI_PREPARE_EOF\n"

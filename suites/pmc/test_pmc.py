@@ -75,6 +75,8 @@ def explain(verdict: Verdict) -> str:
 
 
 def cell(verdict: Verdict) -> str:
+    if verdict.status is Status.ONE_READER:  # the count and why it stands alone, in the matrix note
+        return explain(verdict)
     return verdict.detail if verdict.ok else (verdict.reason.value if verdict.reason else verdict.status.value)
 
 
