@@ -250,3 +250,77 @@ def test_ec2_user_data_installs_at_boot_and_prepare_reads_it_over_ssh(
     finally:
         p.release_all()
     assert resources(moto) == NOTHING
+
+
+# -- the plugin: once per host, the users' hooks, --perfci-prepare --------------------------------------------
+
+HOOKS_CONFTEST = '''
+import pathlib
+LOG = pathlib.Path(__file__).parent / "hooks.log"
+
+def pytest_perfci_prepare_host(host, needs):
+    with LOG.open("a") as fh:
+        fh.write(f"prepare {host.name} {','.join(needs)} perf={host.facts.perf_version is not None}\\n")
+
+def pytest_perfci_reset_host(host):
+    with LOG.open("a") as fh:
+        fh.write(f"reset {host.name}\\n")
+'''
+HOOKS_TESTS = '''
+import pytest
+pytestmark = pytest.mark.perfci_needs("perfci-no-such-tool")
+
+def test_a(host):
+    pass
+
+@pytest.mark.perfci_reset
+def test_b(host):
+    pass
+
+@pytest.mark.perfci_needs("perf")
+def test_c(host, perfci_preparation):
+    assert perfci_preparation.get("perfci-no-such-tool").status in ("missing", "unsupported")
+'''
+
+
+def test_hosts_are_prepared_once_missing_tools_reported_once_and_reset_after_marked_and_last(
+        pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(HOOKS_CONFTEST)
+    pytester.makepyfile(test_hooks=HOOKS_TESTS)
+    alluredir = pytester.path / "allure"
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--alluredir={alluredir}")
+    result.assert_outcomes(passed=3)
+    out = result.stdout.str()
+    missing = [ln for ln in out.splitlines() if "perfci-no-such-tool missing" in ln]
+    assert len(missing) == 1, out
+    assert missing[0].startswith("perfci: local: perfci-no-such-tool missing; not installed on a machine this run "
+                                 "did not create: sudo ")
+    has_perf = shutil.which("perf") is not None
+    assert (pytester.path / "hooks.log").read_text().splitlines() == [
+        f"prepare local perf,perfci-no-such-tool perf={has_perf}",
+        "reset local",  # after test_b, which asked
+        "reset local",  # after the last test
+    ]
+    assert out.count("pytest_perfci_reset_host") == 2 and out.count("local: pytest_perfci_prepare_host") == 1
+    steps = " ".join(p.read_text() for p in alluredir.glob("*.json"))
+    assert '"name": "prepare local: perf, perfci-no-such-tool"' in steps
+    assert '"name": "pytest_perfci_prepare_host(local)"' in steps
+
+
+def test_without_the_option_nothing_is_installed_on_this_machine_and_with_it_present_tools_stay(
+        pytester: pytest.Pytester) -> None:
+    if shutil.which("perf") is None:
+        pytest.skip("perf not installed here")
+    pytester.makepyfile("import pytest\n@pytest.mark.perfci_needs('perf')\ndef test_x(host, perfci_preparation):\n"
+                        "    assert perfci_preparation.get('perf').status == 'present'\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--perfci-prepare")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["perfci: local: perf present (perf version *)"])
+
+
+def test_a_bad_need_is_a_usage_error_before_anything_runs(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("import pytest\n@pytest.mark.perfci_needs('perf; reboot')\ndef test_x(host):\n"
+                        "    raise AssertionError('must not run')\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*perfci_needs: 'perf; reboot' is not a tool name*"])
