@@ -18,7 +18,7 @@ from pytest_perfci.capabilities import detect
 from pytest_perfci.cleanup.signals import shielded
 from pytest_perfci.hosts.base import Host
 from pytest_perfci.keep import freeze
-from pytest_perfci.prepare.outcome import Preparation
+from pytest_perfci.models.preparation import Preparation
 from pytest_perfci.providers.base import Provider, Target, TargetUnavailable, WorkerHandle
 from pytest_perfci.settings import Settings
 

@@ -18,9 +18,9 @@ from pytest_perfci.checks.expectations import decide
 from pytest_perfci.checks.pmc import PmcContext, Reason, Status, judge_counter, judge_probe_alone, one_reader
 from pytest_perfci.hosts.local import LocalHost
 from pytest_perfci.models.facts import parse_facts
+from pytest_perfci.models.preparation import MARK, failure_reason, parse
 from pytest_perfci.prepare import host as prepare_host
 from pytest_perfci.prepare.needs import NeedError, install_command, normalise, packages, tool
-from pytest_perfci.prepare.outcome import MARK, failure_reason, parse
 from pytest_perfci.prepare.script import boot_snippet, render
 from pytest_perfci.providers.ec2 import EC2Provider
 from pytest_perfci.results.model import ResultRecord

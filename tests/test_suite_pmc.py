@@ -199,7 +199,7 @@ def test_replayed_fresh_image_without_perf_is_one_reader_never_unavailable(pytes
             "PMC instructions * 1rdr *ONE-READER*",
             "*counted by perf_event_open (37,977,214); the two readers were not compared because perf is absent*",
             # an event the PMU lacks is still named for what it is (by the probe's errno), not "perf missing"
-            "*ref-cycles: expected available*observed unavailable: event not supported: perf_event_open failed with "
-            "ENOENT*",
+            ("*ref-cycles: expected available*observed unavailable: event not supported: perf_event_open failed with "
+            "ENOENT*"),
         ]
     )

@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict
 
 from pytest_perfci.models.arch import normalise_arch
 from pytest_perfci.models.cpuinfo import CpuInfo, parse_cpuinfo
+from pytest_perfci.models.preparation import parse as parse_preparation
 from pytest_perfci.models.procfs import parse_filesystems
-from pytest_perfci.prepare.outcome import parse as parse_preparation
 
 # Sections are separated by marker lines so that one command returns everything; every probe is
 # allowed to fail (a minimal host may lack perf, systemd or DMI).

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from pytest_perfci.hosts.base import Host
 from pytest_perfci.hosts.result import CommandTimeout
-from pytest_perfci.prepare.outcome import Preparation, Prepared, failure_reason, parse
+from pytest_perfci.models.preparation import Preparation, Prepared, failure_reason, parse
 from pytest_perfci.prepare.script import STATE_FILE, Mode, render
 
 # A package install on a fresh image (apt-get update, a kernel tools package) can take minutes.

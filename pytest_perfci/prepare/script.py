@@ -16,8 +16,8 @@ import shlex
 from collections.abc import Iterable
 from typing import Literal
 
+from pytest_perfci.models.preparation import LOG, MARK
 from pytest_perfci.prepare.needs import FAMILIES, tool
-from pytest_perfci.prepare.outcome import LOG, MARK
 
 Mode = Literal["plan", "install", "simulate"]
 MODES: tuple[str, ...] = ("plan", "install", "simulate")

@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterable, Iterator
 import pytest
 
 from pytest_perfci.hosts.base import Host
+from pytest_perfci.models.preparation import Preparation
 from pytest_perfci.prepare.host import refresh_facts
 from pytest_perfci.prepare.needs import normalise
-from pytest_perfci.prepare.outcome import Preparation
 
 NEEDS_MARK = "perfci_needs"
 RESET_MARK = "perfci_reset"

@@ -49,8 +49,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from pytest_perfci.hosts.base import Host
+from pytest_perfci.models.preparation import Preparation
 from pytest_perfci.prepare import host as prepare_host
-from pytest_perfci.prepare.outcome import Preparation
 
 if TYPE_CHECKING:
     from pytest_perfci.settings import Settings

@@ -40,8 +40,8 @@ from pytest_perfci.hosts.result import AuthenticationFailed, HostError, HostUnre
 from pytest_perfci.hosts.ssh import HostKeyRejected, SSHHost, parse_destination
 from pytest_perfci.models.instance_query import Resolution, resolve
 from pytest_perfci.models.instance_types import InstanceTypeInfo
+from pytest_perfci.models.preparation import Preparation
 from pytest_perfci.prepare import host as prepare_host
-from pytest_perfci.prepare.outcome import Preparation
 from pytest_perfci.prepare.script import boot_snippet
 from pytest_perfci.providers.base import KeptHost, Provider, ProviderContext, Target, WorkerHandle
 from pytest_perfci.providers.ec2 import network, userdata

@@ -1,4 +1,4 @@
-"""What preparation did on a host, read from the script's output (or the file the boot-time run left).
+"""What preparation did on a host, read from the preparation script's output (or the file the boot-time run left).
 
 Pure. A package that cannot be installed becomes a named reason a verdict can quote ("apt: no package
 linux-tools-6.8.0-1015-aws in the configured sources"), read from the package manager's own words.
