@@ -396,7 +396,7 @@ def build_plan(
 
     # The ledger path is never written: validate() creates nothing.
     provider = EC2Provider(settings, ledger=Ledger(Path(settings.results) / "ledger.jsonl"),
-                           progress=lambda _line: None, public_address=address)
+                           progress=lambda _line: None, public_address=address, claim_run_id=False)
     resolved = provider.validate()
     notes = list(provider.resolution().notes)  # aliases/queries -> names, said in one line each
     region = provider.region

@@ -14,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from pytest_perfci.cleanup.kinds import KINDS, Context, ResourceKind, UnknownKind, kind_class, ordered
-from pytest_perfci.cleanup.ledger import Ledger
+from pytest_perfci.cleanup.ledger import Kind, Ledger
 from pytest_perfci.cleanup.model import Described, Orphan, Outcome, Report, Selection, outcome
 from pytest_perfci.cleanup.select import from_ledger, select
 
@@ -64,6 +65,7 @@ def survey(
     ledger: Ledger | None = None,
     now: datetime | None = None,
     kinds: Kinds | None = None,
+    pid: int | None = None,
 ) -> Selection:
     """Describe and select: what to delete, what is protected and why (exactly one selector;
     with ``ledger``, ``run_id`` narrows it to that run). ``kinds`` restricts the survey to those
@@ -73,13 +75,14 @@ def survey(
     if ledger is not None:
         if expired:
             raise ValueError("pass either ledger= or expired=True, not both")
-        entries = [e for e in ledger.outstanding(run_id) if names is None or e.resource in names]
+        entries = [e for e in ledger.outstanding(run_id, pid) if names is None or e.resource in names]
         involved = sorted({e.resource for e in entries})
         described: list[Described] = []
         unlisted: list[str] = []
         for rid in sorted({e.run_id for e in entries}):
             described.extend(describe(ctx, rid, involved, kinds, unlisted))
-        selection = from_ledger(entries, region=ctx.region, described=described, now=now)
+        others = [e for e in ledger.outstanding(run_id) if pid is not None and e.pid != pid]
+        selection = from_ledger(entries, region=ctx.region, described=described, now=now, accounted=others)
         # An intent of a kind that could not be listed may have created something: never close it.
         selection.unlisted = sorted(set(unlisted))
         selection.unresolved = [e for e in selection.unresolved if e.resource not in unlisted]
@@ -138,10 +141,21 @@ def reap(
             failed_kinds.add(name)
         report.outcomes.extend(outcomes)
         if ledger is not None:
-            _record(ctx, ledger, outcomes)
+            _record(ctx, ledger, outcomes, report)
     if ledger is not None:
         report.closed_intents = _close_intents(ctx, ledger, selection, report)
     return report
+
+
+def _write(ledger: Ledger, report: Report, what: str, run_id: str, kind: Kind, resource: str, **fields: Any) -> bool:
+    """One ledger line; a failed write (full disk) is noted in the report and never stops the deleting."""
+    try:
+        ledger.record(run_id, kind, resource, **fields)
+    except OSError as exc:
+        report.unrecorded.append(what)
+        report.ledger_error = report.ledger_error or f"{type(exc).__name__}: {exc.strerror or exc}"
+        return False
+    return True
 
 
 def _blocking(ctx: Context, name: str, kinds: Kinds | None, failed: set[str]) -> str:
@@ -152,13 +166,15 @@ def _blocking(ctx: Context, name: str, kinds: Kinds | None, failed: set[str]) ->
     return ", ".join(sorted(n for n in needs if n in failed))
 
 
-def _record(ctx: Context, ledger: Ledger, outcomes: list[Outcome]) -> None:
+def _record(ctx: Context, ledger: Ledger, outcomes: list[Outcome], report: Report) -> None:
     for oc in outcomes:
         if oc.ok and oc.run_id:
             data = {"by": ctx.actor, "status": oc.status}
-            ledger.record(oc.run_id, "deleted", oc.kind, id=oc.id, token=oc.token, region=oc.region, data=data)
+            _write(ledger, report, f"{oc.kind} {oc.id}", oc.run_id, "deleted", oc.kind, id=oc.id, token=oc.token,
+                   region=oc.region, data=data)
             if oc.token and oc.resolves_intent:  # also close the intent that never got its "created" line
-                ledger.record(oc.run_id, "deleted", oc.kind, token=oc.token, region=oc.region, data=data)
+                _write(ledger, report, f"{oc.kind} intent {oc.token}", oc.run_id, "deleted", oc.kind,
+                       token=oc.token, region=oc.region, data=data)
 
 
 def _close_intents(ctx: Context, ledger: Ledger, selection: Selection, report: Report) -> list[str]:
@@ -168,9 +184,10 @@ def _close_intents(ctx: Context, ledger: Ledger, selection: Selection, report: R
     for e in selection.unresolved:
         if (e.resource, e.run_id) in unclean:
             continue
-        ledger.record(e.run_id, "deleted", e.resource, token=e.token, region=e.region,
-                      data={"by": ctx.actor, "never_created": "not found by client token or tag"})
-        closed.append(str(e.token))
+        if _write(ledger, report, f"{e.resource} intent {e.token}", e.run_id, "deleted", e.resource,
+                  token=e.token, region=e.region,
+                  data={"by": ctx.actor, "never_created": "not found by client token or tag"}):
+            closed.append(str(e.token))
     return closed
 
 
@@ -181,19 +198,23 @@ def teardown(
     *,
     kinds: Kinds | None = None,
     prefix: str = "teardown: ",
+    pid: int | None = None,
 ) -> Report:
     """Destroy every outstanding resource of ``run_id`` in the ledger: `perfci reap --ledger` for one
     run, with the provider's own client. Idempotent; raises TeardownError after doing everything it
-    could if anything is left (the message says what)."""
+    could if anything is left (the message says what). With ``pid``, only what that process recorded."""
     say = ctx.progress
     ctx = dataclasses.replace(ctx, actor="teardown", progress=lambda line: say(f"{prefix}{line}"))
-    selection = survey(ctx, ledger=ledger, run_id=run_id, kinds=kinds)
+    selection = survey(ctx, ledger=ledger, run_id=run_id, kinds=kinds, pid=pid)
     for o in selection.skipped:
         ctx.progress(f"{o.kind} {o.id}: {o.reason}; not deleted")
     report = reap(ctx, selection, ledger=ledger, kinds=kinds)
     problems = [f"{o.kind} {o.id}: {o.detail}" for o in report.failed]
     problems += [f"{name} resources could not be listed: an unanswered intent may remain"
-                 for name in selection.unlisted if any(e.resource == name for e in ledger.outstanding(run_id))]
+                 for name in selection.unlisted if any(e.resource == name for e in ledger.outstanding(run_id, pid))]
+    if report.unrecorded:
+        problems.append(f"ledger {ledger.path} not written ({report.ledger_error}) for "
+                        f"{', '.join(report.unrecorded)}: deleted all the same; a later reap finds them gone")
     if problems:
         raise TeardownError(f"teardown of {run_id} incomplete: " + "; ".join(problems))
     if report.outcomes:

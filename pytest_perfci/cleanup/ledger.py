@@ -70,8 +70,12 @@ class Ledger:
                     except ValueError:
                         continue  # a line torn by a crash mid-write is skipped, not fatal
 
-    def outstanding(self, run_id: str | None = None) -> list[Entry]:
+    def outstanding(self, run_id: str | None = None, pid: int | None = None) -> list[Entry]:
         """Resources created (or only intended) and not yet deleted, oldest first.
+
+        With ``pid``, only what that process recorded (its intents and creates; a deleted line
+        from any process still counts): a session tears down its own resources, never those of
+        another process that used the same run id and results directory.
 
         An intent with no created line stays outstanding (the create may have succeeded before the
         process died); reapers resolve it by token or tags.
@@ -88,4 +92,4 @@ class Ledger:
                 state[key] = e
             elif e.kind in ("deleted", "kept"):
                 state.pop(key, None)
-        return list(state.values())
+        return [e for e in state.values() if pid is None or e.pid == pid]

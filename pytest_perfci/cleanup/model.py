@@ -79,6 +79,10 @@ class Report(BaseModel):
 
     outcomes: list[Outcome] = []
     closed_intents: list[str] = []   # tokens of ledger intents closed as never created
+    # Ledger lines that could not be written (full disk, read-only mount): the deletions happened,
+    # the bookkeeping did not; a later `perfci reap --ledger` finds those resources already gone.
+    unrecorded: list[str] = []
+    ledger_error: str = ""           # the first such write's error
 
     @property
     def ok(self) -> bool:
@@ -100,4 +104,6 @@ class Report(BaseModel):
 
     def merge(self, other: Report) -> Report:
         return Report(outcomes=[*self.outcomes, *other.outcomes],
-                      closed_intents=[*self.closed_intents, *other.closed_intents])
+                      closed_intents=[*self.closed_intents, *other.closed_intents],
+                      unrecorded=[*self.unrecorded, *other.unrecorded],
+                      ledger_error=self.ledger_error or other.ledger_error)

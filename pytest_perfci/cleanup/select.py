@@ -124,6 +124,7 @@ def from_ledger(
     region: str | None = None,
     described: Iterable[Described] = (),
     now: datetime,
+    accounted: Iterable[Entry] = (),
 ) -> Selection:
     """Orphans from a ledger's outstanding entries (see :meth:`Ledger.outstanding`).
 
@@ -137,13 +138,15 @@ def from_ledger(
     token (ClientToken, or the deterministic name) is the intent's; failing that, every tagged
     resource of that kind of the run that no ledger line accounts for. An intent no token answers
     is returned in ``unresolved``: the engine closes it once that kind of the run is clean.
+    ``accounted``: other outstanding entries (another process's, same run id) whose ids are
+    therefore not this intent's to claim.
     """
     entries = [e for e in entries if region is None or e.region is None or e.region == region]
     live = {(d.kind, d.id): d for d in described}
     by_run: dict[tuple[str, str | None], list[Described]] = {}
     for d in described:
         by_run.setdefault((d.kind, d.tags.get(TAG_RUN_ID)), []).append(d)
-    known_ids = {(e.resource, e.id) for e in entries if e.id}
+    known_ids = {(e.resource, e.id) for e in [*entries, *accounted] if e.id}
     out = Selection()
     seen: dict[tuple[str, str], Orphan] = {}
 

@@ -7,14 +7,17 @@ before the call, the id right after it. The private key goes straight from the A
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from pytest_perfci.aws.clients import is_loopback_url, local_only
 from pytest_perfci.cleanup.ledger import Ledger
@@ -95,6 +98,19 @@ def write_private_key(path: Path, material: str) -> None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _refused_closes_intent(ledger: Ledger, run_id: str, resource: str, token: str, region: str) -> Iterator[None]:
+    """A create EC2 answered with an error created nothing: close its intent at once. Otherwise a
+    teardown would resolve the intent by its name, and a namesake (InvalidKeyPair.Duplicate: another
+    run's key pair) would be deleted as ours."""
+    try:
+        yield
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        ledger.record(run_id, "deleted", resource, token=token, region=region, data={"never_created": code})
+        raise
+
+
 def create_key_pair(
     ec2: Any, ledger: Ledger, *, run_id: str, region: str, key_dir: Path, tags: list[dict[str, str]]
 ) -> KeyPair:
@@ -102,7 +118,8 @@ def create_key_pair(
     path = key_dir / f"{name}.pem"
     ledger.record(run_id, "intent", "key_pair", token=name, region=region,
                   data={"name": name, "key_path": str(path), "tags": tags})
-    resp = ec2.create_key_pair(KeyName=name, KeyType="ed25519", TagSpecifications=tag_spec("key-pair", tags))
+    with _refused_closes_intent(ledger, run_id, "key_pair", name, region):
+        resp = ec2.create_key_pair(KeyName=name, KeyType="ed25519", TagSpecifications=tag_spec("key-pair", tags))
     material = resp.pop("KeyMaterial")
     try:
         write_private_key(path, material)
@@ -128,12 +145,13 @@ def create_security_group(
     name = f"{run_id}-ssh"
     ledger.record(run_id, "intent", "security_group", token=name, region=region,
                   data={"name": name, "vpc_id": vpc_id, "cidr": cidr, "tags": tags})
-    resp = ec2.create_security_group(
-        GroupName=name,
-        Description=f"perfci run {run_id}: SSH from {cidr}",
-        VpcId=vpc_id,
-        TagSpecifications=tag_spec("security-group", tags),
-    )
+    with _refused_closes_intent(ledger, run_id, "security_group", name, region):
+        resp = ec2.create_security_group(
+            GroupName=name,
+            Description=f"perfci run {run_id}: SSH from {cidr}",
+            VpcId=vpc_id,
+            TagSpecifications=tag_spec("security-group", tags),
+        )
     group_id = str(resp["GroupId"])
     ledger.record(run_id, "created", "security_group", id=group_id, token=name, region=region,
                   data={"name": name, "vpc_id": vpc_id})

@@ -44,7 +44,7 @@ from pytest_perfci.models.preparation import Preparation
 from pytest_perfci.prepare import host as prepare_host
 from pytest_perfci.prepare.script import boot_snippet
 from pytest_perfci.providers.base import KeptHost, Provider, ProviderContext, Target, WorkerHandle
-from pytest_perfci.providers.ec2 import network, userdata
+from pytest_perfci.providers.ec2 import claim, network, userdata
 from pytest_perfci.providers.ec2.ami import AmiResolver, Image
 from pytest_perfci.providers.ec2.catalog import Catalog
 from pytest_perfci.providers.ec2.launch import LaunchError, LaunchSpec, launch, wait_running
@@ -127,6 +127,7 @@ class EC2Provider(Provider):
         waiter_delay: int = 5,
         max_workers: int = 16,
         host_state_dir: str = userdata.STATE_DIR,
+        claim_run_id: bool = True,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
@@ -144,6 +145,8 @@ class EC2Provider(Provider):
         self.max_workers = max_workers
         self.host_state_dir = host_state_dir
         self.run_id = settings.run_id
+        self.claim_run_id = claim_run_id  # False for `perfci plan`, which creates nothing
+        self._run_lock = claim.RunLock(Path(settings.results), settings.run_id)
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._ec2: Any = None
@@ -299,15 +302,19 @@ class EC2Provider(Provider):
         for host in list(self._hosts.values()):
             with contextlib.suppress(Exception):  # closing must not prevent teardown
                 host.close()
-        if not self.ledger.outstanding(self.run_id):
+        try:
+            # Only what this process recorded: another process's lines under the same run id are not ours.
+            if not self.ledger.outstanding(self.run_id, pid=os.getpid()):
+                self._remove_known_hosts()
+                return None
+            ctx = Context(self.ec2, progress=self.progress, key_dir=self.key_dir, waiter_delay=self.waiter_delay)
+            report = engine.teardown(ctx, self.ledger, self.run_id, pid=os.getpid())
             self._remove_known_hosts()
-            return None
-        ctx = Context(self.ec2, progress=self.progress, key_dir=self.key_dir, waiter_delay=self.waiter_delay)
-        report = engine.teardown(ctx, self.ledger, self.run_id)
-        self._remove_known_hosts()
-        for rec in self._records.values():
-            rec.state = "terminated"
-        return report
+            for rec in self._records.values():
+                rec.state = "terminated"
+            return report
+        finally:
+            self._run_lock.release()
 
     # -- clients and validation -----------------------------------------------------------------------
 
@@ -355,12 +362,23 @@ class EC2Provider(Provider):
                 self._cidr = network.default_cidr(
                     self.settings.ssh_cidr, self._ec2.meta.endpoint_url, self.public_address
                 )
+                if self.claim_run_id:
+                    self._claim()
             for info, image in plan.values():
                 self.progress(f"{info.name}: {info.arch}, {info.vcpus} vCPU, {info.memory_mib // 1024} GiB"
                               f"{', metal' if info.metal else ''}; AMI {image.ami} ({image.name}, from "
                               f"{image.source}), user {image.user}")
             self._plan = plan
             return plan
+
+    def _claim(self) -> None:
+        """Refuse a run id another live run uses (see claim.py); the lock is held until release_all()."""
+        self._run_lock.acquire()
+        try:
+            claim.refuse_if_live(Context(self._ec2), self.run_id)
+        except BaseException:
+            self._run_lock.release()
+            raise
 
     @contextlib.contextmanager
     def _api_errors(self) -> Iterator[None]:
