@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -376,6 +377,8 @@ def _reap(args: argparse.Namespace) -> int:
         if not Path(args.ledger).is_file():
             return _reap_usage(f"--ledger {args.ledger!r}: no such file")
         ledger = Ledger(Path(args.ledger))
+        if (why := ledger.damage()) is not None:
+            return _reap_usage(f"--ledger {args.ledger!r}: not a perfci ledger: {why}")
     regions = _reap_regions(args, ledger)
     if isinstance(regions, str):
         return _reap_usage(regions)
@@ -638,8 +641,8 @@ def _plan(args: argparse.Namespace) -> int:
         settings = load_settings(cli, read_pyproject_table(Path.cwd()))
     except SettingsError as exc:
         return usage(str(exc))
-    if args.hours is not None and args.hours <= 0:
-        return usage(f"--hours {args.hours:g}: must be more than 0")
+    if args.hours is not None and not (math.isfinite(args.hours) and 0 < args.hours <= 24 * 366):
+        return usage(f"--hours {args.hours:g}: must be a number of hours more than 0 and at most a year (8784)")
     provider = settings.effective_provider
     if provider != "ec2":
         print(f"perfci plan: provider {provider} creates no cloud resources; nothing to provision or pay for")

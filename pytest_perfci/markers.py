@@ -6,7 +6,7 @@ and a test that does not fit is always skipped with a reason naming the target, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,6 +15,7 @@ import pytest
 from pytest_perfci.models.arch import ARCHES, normalise_arch
 from pytest_perfci.models.facts import Facts
 from pytest_perfci.models.instance_query import Query, is_query
+from pytest_perfci.models.instance_types import INSTANCE_TYPE_RE, closest_names
 
 CAPABILITIES = ("pmc", "resctrl")
 
@@ -110,6 +111,47 @@ def instance_type_reason(
             return f"target {target} ({have}) is not one of instance_type{tuple(mark.args)}"
         return f"target {target} ({have}) does not match {_spelt(mark)}"
     return None
+
+
+def catalogue_reason(marks: Iterable[pytest.Mark], target: str, attrs: Any) -> str | None:
+    """Skip reason from arch/metal markers decided by the instance type's catalogue entry (`attrs`:
+    an InstanceTypeInfo), before any host exists: a test that cannot fit costs no RunInstances."""
+    if attrs is None:
+        return None
+    for mark in marks:
+        if mark.name == "arch":
+            want = normalise_arch(str(mark.args[0]))
+            if attrs.arch != want:
+                return f"target {target} is {attrs.arch} ({attrs.name}), test needs arch {want}"
+        elif mark.name == "metal" and not attrs.metal:
+            return f"target {target} is a virtualised instance type ({attrs.name}), test needs metal"
+    return None
+
+
+def unknown_type_error(marks: Iterable[pytest.Mark], where: str, known: Collection[str] | None) -> str | None:
+    """A type name in an instance_type marker that is no instance type at all: a typo would otherwise be
+    a silent skip on every target. Syntax is checked always; existence when the provider knows the
+    catalogue (`known`; None: it does not, e.g. local or inventory)."""
+    for mark in marks:
+        if mark.name != "instance_type":
+            continue
+        for name in (a for a in mark.args if isinstance(a, str) and not is_query(a)):
+            if not INSTANCE_TYPE_RE.match(name):
+                return (f"{where}: @pytest.mark.instance_type({name!r}) is not an EC2 instance type name; "
+                        "expected FAMILY.SIZE such as m7i.metal-24xl or c7g.2xlarge")
+            if known is not None and name not in known and metal_alias_of(name, known) is None:
+                close = closest_names(name, list(known))
+                hint = f"; closest: {', '.join(close)}" if close else ""
+                return f"{where}: @pytest.mark.instance_type({name!r}) names no instance type in the catalogue{hint}"
+    return None
+
+
+def metal_alias_of(name: str, known: Collection[str]) -> str | None:
+    """`m7i.metal` is an alias the run resolves (to its smallest metal size): a marker may use it too."""
+    if not name.endswith(".metal"):
+        return None
+    family = name.split(".", 1)[0]
+    return next((k for k in known if k.startswith(f"{family}.metal-")), None)
 
 
 def facts_attrs(facts: Facts) -> Any:

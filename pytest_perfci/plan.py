@@ -405,10 +405,16 @@ def build_plan(
     price_source = prices or load_prices()
     ttl_hours = settings.ttl.total_seconds() / 3600
     run_hours = ttl_hours if hours is None else hours
-    cidr = network.default_cidr(settings.ssh_cidr, ec2.meta.endpoint_url, address)
+    try:
+        cidr = network.default_cidr(settings.ssh_cidr, ec2.meta.endpoint_url, address)
+    except network.NetworkError as exc:  # e.g. only an IPv6 public address: the run would fail the same way
+        lookup_error.append(str(exc))
+        cidr = "unknown"
 
     types = []
     warnings = []
+    if not lookup_error and (cidr_note := network.cidr_warning(cidr)) is not None:
+        warnings.append(cidr_note)
     for name, (info, image) in resolved.items():
         zones = catalog.zones_offering(name)
         if not zones:

@@ -7,8 +7,10 @@ list of places where perfci meets pytest.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -83,6 +85,14 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = load_settings(cli, _ini_values(config))
     except SettingsError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if worker is None and (why := unwritable_dir(Path(settings.results))) is not None:
+        # found now, not at the first test's write, and before anything is created
+        raise pytest.UsageError(f"{settings.origin('results')}: {str(settings.results)!r} {why}")
+    if worker is None and settings.effective_provider == "ec2" and settings.ssh_cidr:
+        from pytest_perfci.providers.ec2.network import cidr_warning
+
+        if (note := cidr_warning(settings.ssh_cidr)) is not None:
+            progress_printer(config)(note)
     from pytest_perfci.providers import make_provider
     from pytest_perfci.session import ProviderSession
 
@@ -119,6 +129,22 @@ def _wire_preparation(config: pytest.Config, session: ProviderSession) -> None:
     session.on_prepare = lambda host: prepare_steps.prepare(
         config, session.provider.prepare, host, session.needs, allowed=settings.prepare, progress=progress)
     session.on_last = lambda host: prepare_steps.reset(config, host, why="after the last test", progress=progress)
+
+
+def unwritable_dir(path: Path) -> str | None:
+    """Why results could not be written under `path` (without creating it), or None."""
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe == path and not path.is_dir():
+        return "is not a directory"
+    if not probe.is_dir():
+        return f"cannot be created: {str(probe)!r} is not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return "is not writable" if probe == path else f"cannot be created: {str(probe)!r} is not writable"
+    return None
 
 
 def provider_context(config: pytest.Config) -> ProviderContext:
@@ -210,19 +236,52 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if session is not None:
         session.needs = needs
         session.provider.declare_needs(needs)  # before any host exists: EC2 installs at boot
+    known: Collection[str] | None = None
+    catalogue_read = False
     for item in items:
         try:
             markers.validate(item.iter_markers(), item.nodeid)
         except markers.MarkerError as exc:
             raise pytest.UsageError(str(exc)) from None
+        type_marks = [m for m in item.iter_markers("instance_type")]
+        if type_marks and session is not None:
+            if not catalogue_read:  # once per run, and only when some test names a type
+                catalogue_read = True
+                try:
+                    known = session.provider.known_instance_types()
+                except (ValueError, RuntimeError) as exc:
+                    raise pytest.UsageError(f"perfci: {exc}") from None
+            error = markers.unknown_type_error(type_marks, item.nodeid, known)
+            if error:
+                raise pytest.UsageError(error)
         name = _target_name(item)
         if session is not None and name is not None:
             try:
                 requested = session.target(name).requested
             except KeyError:  # a test that parametrises `host` itself
                 continue
+            _catalogue_skip(item, session, name)
             if requested:  # ids carry the real type; what the user typed stays in the metadata
                 item.user_properties.append((REQUESTED_PROPERTY, requested))
+
+
+def _catalogue_skip(item: pytest.Item, session: ProviderSession, name: str) -> None:
+    """Skip now, as a mark, a test whose markers the target's catalogue entry already excludes.
+
+    The `host` fixture is session-scoped, so pytest sets it up (brings the target up) before any
+    function-scoped gate runs; a skip mark is evaluated before fixtures, so an arch("arm64") test on
+    m7i.large costs no RunInstances."""
+    marks = [m for m in item.iter_markers() if m.name in markers.MARKERS]
+    if not marks:
+        return
+    target = session.target(name)
+    attrs = session.provider.type_info(target)
+    if target.instance_type is None or attrs is None:
+        return  # local, inventory: decided on the host's facts by the gate
+    reason = markers.instance_type_reason(marks, name, target.instance_type, requested=target.requested,
+                                          attrs=attrs) or markers.catalogue_reason(marks, name, attrs)
+    if reason:
+        item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -291,7 +350,7 @@ def _perfci_marker_gate(request: pytest.FixtureRequest) -> None:
     target = session.target(name)
     known_type = target.instance_type
     attrs = session.provider.type_info(target)  # catalogue facts, before any host exists
-    if known_type is not None:
+    if known_type is not None:  # (normally decided at collection already, see _catalogue_skip)
         reason = markers.instance_type_reason(marks, name, known_type, requested=target.requested, attrs=attrs)
         if reason:
             pytest.skip(reason)

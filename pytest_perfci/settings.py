@@ -30,22 +30,37 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from pytest_perfci.models.instance_query import Query, is_query, split_items
+from pytest_perfci.models.instance_types import INSTANCE_TYPE_RE
 
 # EC2 names are FAMILY.SIZE: m7i.metal-24xl, c7g.metal, m7i.2xlarge, u-6tb1.metal.
-INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9][a-z0-9-]*$")
 REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
 RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{2,47}$")
 AMI_RE = re.compile(r"^(?:(x86_64|arm64)=)?ami-[0-9a-f]{8,17}$")
 TTL_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
-def parse_ttl(text: str) -> timedelta:
-    """'2h', '90m', '1h30m', '3600s' or plain seconds -> timedelta; at least one minute."""
+# The self-destruct window. At least as long as a metal type takes to boot (the on-host deadline starts
+# at launch, and a machine must not power itself off before the run reaches it); at most a day unless
+# --perfci-ttl-max raises it for a long benchmark, never beyond a week: an orphan lives one TTL at most.
+TTL_MIN = timedelta(minutes=15)
+TTL_MAX = timedelta(hours=24)
+TTL_CEILING = timedelta(days=7)
+
+
+def _hours(d: timedelta) -> str:
+    s = int(d.total_seconds())
+    return f"{s // 3600}h" if s % 3600 == 0 else f"{s // 60}m"
+
+
+def parse_duration(text: str) -> timedelta:
+    """'2h', '90m', '1h30m', '3600s' or plain seconds -> timedelta, bounded by TTL_CEILING before any
+    arithmetic (so '99999999999h' is a one-line error, not an OverflowError)."""
     text = str(text).strip()
     if text.isdigit():
         seconds = int(text)
@@ -53,11 +68,25 @@ def parse_ttl(text: str) -> timedelta:
         match = TTL_RE.match(text)
         if not text or not match:
             raise ValueError(f"{text!r} is not a duration; use e.g. 2h, 90m, 1h30m or 3600s")
-        h, m, sec = (int(g) if g else 0 for g in match.groups())
-        seconds = h * 3600 + m * 60 + sec
-    if seconds < 60:
-        raise ValueError(f"{text!r} is too short a TTL; the minimum is 1m (instances need time to boot)")
+        h, m, s = (int(g) if g else 0 for g in match.groups())
+        seconds = h * 3600 + m * 60 + s
+    if seconds > TTL_CEILING.total_seconds():
+        raise ValueError(f"{text!r} is longer than {_hours(TTL_CEILING)}, the longest self-destruct window "
+                         "perfci sets (a longer one would leave an orphan running for that long)")
     return timedelta(seconds=seconds)
+
+
+def parse_ttl(text: str, maximum: timedelta = TTL_MAX) -> timedelta:
+    """A TTL within [TTL_MIN, maximum]; the error names the bound and how to move the upper one."""
+    ttl = parse_duration(text)
+    if ttl < TTL_MIN:
+        raise ValueError(f"{str(text).strip()!r} is too short a TTL; the minimum is {_hours(TTL_MIN)} "
+                         "(a metal instance can take that long to boot, and it must not power off first)")
+    if ttl > maximum:
+        raise ValueError(f"{str(text).strip()!r} is too long a TTL; the maximum is {_hours(maximum)} (an orphan "
+                         f"lives one TTL); for a long benchmark raise it with --perfci-ttl-max (at most "
+                         f"{_hours(TTL_CEILING)})")
+    return ttl
 
 
 def new_run_id() -> str:
@@ -242,8 +271,11 @@ class Settings(BaseModel):
     ami: Annotated[tuple[str, ...], Opt(
         "--ami", "AMI to boot instead of the per-architecture default; repeatable, e.g. arm64=ami-...",
         "[ARCH=]AMI")] = ()
+    # before ttl: its validator reads the bound
+    ttl_max: Annotated[timedelta, Opt("--perfci-ttl-max", "the longest --perfci-ttl allowed (default 24h; at "
+                                      "most 168h), for long benchmarks", "DURATION")] = TTL_MAX
     ttl: Annotated[timedelta, Opt("--perfci-ttl", "self-destruct window of created instances (default 2h; "
-                                  "e.g. 90m, 1h30m)", "DURATION")] = timedelta(hours=2)
+                                  "15m to --perfci-ttl-max; e.g. 90m, 1h30m)", "DURATION")] = timedelta(hours=2)
     spot: Annotated[bool, Opt("--perfci-spot", "ask for spot capacity, falling back to on-demand")] = False
     ssh_cidr: Annotated[str | None, Opt(
         "--perfci-ssh-cidr", "who may reach created instances over SSH (default: this machine's address /32; "
@@ -295,10 +327,18 @@ class Settings(BaseModel):
                 raise ValueError(f"{item!r} is not an AMI; use ami-0123456789abcdef0 or ARCH=ami-... (x86_64, arm64)")
         return value
 
+    @field_validator("ttl_max", mode="before")
+    @classmethod
+    def _ttl_max(cls, value: Any) -> Any:
+        return value if isinstance(value, timedelta) else parse_duration(value)
+
     @field_validator("ttl", mode="before")
     @classmethod
-    def _ttl(cls, value: Any) -> Any:
-        return value if isinstance(value, timedelta) else parse_ttl(value)
+    def _ttl(cls, value: Any, info: ValidationInfo) -> Any:
+        maximum = info.data.get("ttl_max", TTL_MAX)
+        if isinstance(value, timedelta):
+            return parse_ttl(f"{int(value.total_seconds())}s", maximum)
+        return parse_ttl(value, maximum)
 
     @field_validator("ssh_cidr")
     @classmethod
@@ -308,9 +348,23 @@ class Settings(BaseModel):
         if value is None:
             return value
         try:
-            return str(ipaddress.ip_network(value, strict=False))
+            network = ipaddress.ip_network(value, strict=False)
         except ValueError:
             raise ValueError(f"{value!r} is not a CIDR block; use e.g. 203.0.113.7/32") from None
+        if network.version != 4:
+            # the instances are reached at their public IPv4 address; an IPv6 rule would admit nobody
+            raise ValueError(f"{value!r} is an IPv6 block; instances are reached over IPv4 (their public IPv4 "
+                             "address), so give an IPv4 CIDR such as 203.0.113.7/32")
+        return str(network)
+
+    @field_validator("ssh_user")
+    @classmethod
+    def _check_user(cls, value: str | None) -> str | None:
+        # a login name as useradd accepts it: it is printed in `ssh USER@HOST` lines users paste
+        if value is not None and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value):
+            raise ValueError(f"{value!r} is not a login name; use lowercase letters, digits, '_' or '-' "
+                             "(at most 32, starting with a letter or '_'), e.g. ubuntu or ec2-user")
+        return value
 
     @field_validator("endpoint_url")
     @classmethod

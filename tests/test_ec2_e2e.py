@@ -131,3 +131,28 @@ def test_bad_input_is_one_line_and_creates_nothing(
     first = proc.stderr.splitlines()[0]
     assert first.startswith("ERROR: ") and expect in first, first
     assert created(moto) == [] and leftovers(moto) == NOTHING
+
+
+def test_marker_exclusion_is_decided_from_the_catalogue_before_any_create(
+        moto: MotoServer, clean_sshd: SshdServer, tmp_path: Path) -> None:
+    """An arch("arm64") or metal test on m7i.large is skipped from the catalogue: no RunInstances at all."""
+    suite = tmp_path / "test_marks.py"
+    suite.write_text("import pytest\n\n@pytest.mark.arch('arm64')\ndef test_arm(host):\n    pass\n\n"
+                     "@pytest.mark.metal\ndef test_metal(host):\n    pass\n")
+    proc = run_pytest(moto, clean_sshd, tmp_path / "results", str(suite), "--instance-type=m7i.large", "-rs")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "target m7i.large is x86_64 (m7i.large), test needs arch arm64" in out
+    assert "target m7i.large is a virtualised instance type (m7i.large), test needs metal" in out
+    assert created(moto) == [] and leftovers(moto) == NOTHING
+
+
+def test_unknown_type_in_a_marker_is_a_usage_error_not_a_silent_skip(
+        moto: MotoServer, clean_sshd: SshdServer, tmp_path: Path) -> None:
+    suite = tmp_path / "test_typo.py"
+    suite.write_text("import pytest\n\n@pytest.mark.instance_type('m7i.lagre')\ndef test_x(host):\n    pass\n")
+    proc = run_pytest(moto, clean_sshd, tmp_path / "results", str(suite), "--instance-type=m7i.large")
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    line = next(ln for ln in proc.stderr.splitlines() if "m7i.lagre" in ln)
+    assert "names no instance type in the catalogue; closest: m7i.large" in line, line
+    assert created(moto) == []

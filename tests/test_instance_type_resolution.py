@@ -337,3 +337,29 @@ def test_marker_queries_validate_and_decide_on_catalogue_or_facts(catalog: Liste
         "target local (no known instance type) does not match instance_type(vendor='aws', metal=True)")
     assert markers.instance_type_reason([_mark(vcpus="4-8", arch="x86_64")], "local", None,
                                         attrs=markers.facts_attrs(laptop)) is None
+
+
+def test_arch_and_metal_marks_decided_by_the_catalogue(catalog: Listed) -> None:
+    types = catalog.all()
+    arm = [pytest.mark.arch("arm64").mark]
+    metal = [pytest.mark.metal.mark]
+    assert markers.catalogue_reason(arm, "m7i.large", types["m7i.large"]) == (
+        "target m7i.large is x86_64 (m7i.large), test needs arch arm64")
+    assert markers.catalogue_reason(arm, "c7g.large", types["c7g.large"]) is None
+    assert markers.catalogue_reason(metal, "c7g.metal", types["c7g.metal"]) is None
+    assert markers.catalogue_reason(metal, "c7g.large", types["c7g.large"]) == (
+        "target c7g.large is a virtualised instance type (c7g.large), test needs metal")
+    assert markers.catalogue_reason(arm, "local", None) is None  # no catalogue: decided on the host's facts
+
+
+def test_marker_type_names_checked_against_the_catalogue(catalog: Listed) -> None:
+    known = catalog.all().keys()
+    ok = [_mark("m7i.large", "c7g.metal", "m7i.metal", "arch=arm64")]
+    assert markers.unknown_type_error(ok, "t", known) is None
+    assert markers.unknown_type_error([_mark("m7i.lagre")], "t::x", known) == (
+        "t::x: @pytest.mark.instance_type('m7i.lagre') names no instance type in the catalogue; closest: m7i.large")
+    # without a catalogue (local, inventory) only the spelling is checked
+    assert markers.unknown_type_error([_mark("m7i.lagre")], "t", None) is None
+    assert markers.unknown_type_error([_mark("m7i")], "t", None) == (
+        "t: @pytest.mark.instance_type('m7i') is not an EC2 instance type name; expected FAMILY.SIZE such as "
+        "m7i.metal-24xl or c7g.2xlarge")

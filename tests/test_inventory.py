@@ -476,3 +476,27 @@ def test_runs_racing_for_one_expired_lock_leave_exactly_one_winner(
         for o in outcomes.values()
         if o != "won"
     )
+
+
+def test_yaml_anchors_and_aliases_are_refused_before_expansion(tmp_path: Path) -> None:
+    """Nested aliases ("billion laughs") would expand to gigabytes inside safe_load."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 12)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\nhosts: []\n")
+    with pytest.raises(InventoryError) as exc:
+        load_inventory(bomb)
+    assert str(exc.value) == (f"{bomb}: YAML anchors and aliases (&name, *name) are not allowed in an inventory "
+                              "(line 1, column 5); write each host out, or use [defaults]")
+
+
+def test_oversized_inventory_and_long_values_give_a_bounded_line(tmp_path: Path) -> None:
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * (2 << 20) + "\n")
+    with pytest.raises(InventoryError, match=r"bytes is not an inventory \(at most 1,048,576\)$"):
+        load_inventory(big)
+    long_name = tmp_path / "long.toml"
+    long_name.write_text('[[hosts]]\nname = "' + "n" * 5000 + '"\naddress = "h:ssh"\nuser = "u"\n')
+    with pytest.raises(InventoryError) as exc:
+        load_inventory(long_name)
+    assert len(str(exc.value)) <= 400 and "\n" not in str(exc.value) and str(exc.value).endswith(" chars)")

@@ -254,6 +254,21 @@ def test_cli_plan_against_moto_reports_unknown_limit_honestly(
     _nothing_created(moto, tmp_path)
 
 
+def test_cli_plan_warns_when_ssh_is_open_to_the_world(
+    moto: MotoServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["plan", "--instance-type", "m7i.large", "--perfci-results", str(tmp_path / "results"),
+                 "--perfci-ssh-cidr", "0.0.0.0/0", "--no-quota"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert ("warning: --perfci-ssh-cidr 0.0.0.0/0 opens SSH (port 22) of every created instance to "
+            "4,294,967,296 addresses") in out
+    code = main(["plan", "--instance-type", "m7i.large", "--perfci-results", str(tmp_path / "results"),
+                 "--perfci-ssh-cidr", "203.0.113.7/32", "--no-quota"])
+    assert code == 0 and "opens SSH" not in capsys.readouterr().out
+    _nothing_created(moto, tmp_path)
+
+
 def test_cli_plan_exit_1_when_a_quota_cannot_fit(
     moto: MotoServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -288,9 +303,15 @@ def test_cli_plan_exit_1_when_a_quota_cannot_fit(
         (["--instance-type", "m7i.metall"], "perfci plan: unknown instance type 'm7i.metall' in us-east-1; closest: "),
         (["--instance-type", "m7i"], "perfci plan: --instance-type: 'm7i' is not an EC2 instance type name"),
         (["--instance-type", "c7g.metal", "--ami", AL2023_X86], f"AMI {AL2023_X86} (from --ami) is x86_64 but"),
-        (["--instance-type", "c7g.metal", "--hours", "0"], "perfci plan: --hours 0: must be more than 0"),
+        (["--instance-type", "c7g.metal", "--hours", "0"], "perfci plan: --hours 0: must be a number of hours more"),
+        (["--instance-type", "c7g.metal", "--hours", "nan"], "perfci plan: --hours nan: must be a number of hours"),
+        (["--instance-type", "c7g.metal", "--hours", "inf"], "perfci plan: --hours inf: must be a number of hours"),
+        (["--instance-type", "c7g.metal", "--perfci-ssh-cidr", "::/0"], "perfci plan: --perfci-ssh-cidr: '::/0' is "
+         "an IPv6 block"),
         (["--instance-type", "c7g.metal", "--prices", "/nonexistent.toml"], "perfci plan: /nonexistent.toml: "),
         (["--instance-type", "c7g.metal", "--perfci-ttl", "5s"], "perfci plan: --perfci-ttl: '5s' is too short"),
+        (["--instance-type", "c7g.metal", "--perfci-ttl", "99999999999999h"], "perfci plan: --perfci-ttl: "
+         "'99999999999999h' is longer than 168h"),
     ],
 )
 def test_cli_plan_bad_input_is_one_line_exit_2(

@@ -232,3 +232,15 @@ def test_capability_grid_and_samples_table_colour_only_where_allowed(
     assert re.search(r"^mini\.copy +\S+ +100 MiB/s +pass$", table, re.MULTILINE)
     assert ("\x1b[31m\x1b[1mFAIL NO-PMU [1]" in grid) is coloured
     assert ("\x1b[" in grid) is coloured
+
+
+@pytest.mark.parametrize("sub", ["", "deeper/results"])
+def test_results_dir_that_cannot_be_a_directory_is_a_usage_error_before_anything_runs(
+        pytester: pytest.Pytester, sub: str) -> None:
+    (pytester.path / "afile").write_text("x")
+    target = "afile" + (f"/{sub}" if sub else "")
+    pytester.makepyfile("def test_x(host):\n    raise AssertionError('must not run')\n")
+    result = pytester.runpytest(f"--perfci-results={target}", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    expected = ("is not a directory" if not sub else "cannot be created: 'afile' is not a directory")
+    assert result.stderr.lines[0] == f"ERROR: --perfci-results: {target!r} {expected}", result.stderr.lines

@@ -473,3 +473,27 @@ def test_console_script_in_a_subprocess(world: World, moto: MotoServer) -> None:
     again = perfci(env, "reap", "--expired", "--yes")
     assert again.returncode == 0 and "nothing to reap" in again.stdout
 
+
+
+@pytest.mark.parametrize(("content", "why"), [
+    ("this is not a ledger\nat all\n", "line 1 is not a perfci ledger entry"),
+    ("{}\n", "it holds no perfci ledger entry"),
+    ('{"run_id": "r", "kind": "created", "resource": "instance", "id": "i-1"}\ngarbage\n'
+     '{"run_id": "r", "kind": "deleted", "resource": "instance", "id": "i-1"}\n', "line 2 is not a perfci ledger entry"),
+])
+def test_cli_ledger_that_is_not_a_ledger_is_a_usage_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, why: str) -> None:
+    """Garbage must not read as "nothing to reap" with exit 0: that hides a run's leftovers."""
+    path = tmp_path / "ledger.jsonl"
+    path.write_text(content)
+    assert main(["reap", "--ledger", str(path), "--yes"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith(f"--ledger {str(path)!r}: not a perfci ledger: {why}"), err
+
+
+def test_a_torn_last_line_is_still_a_ledger(tmp_path: Path) -> None:
+    from pytest_perfci.cleanup.ledger import Ledger
+
+    path = tmp_path / "ledger.jsonl"
+    path.write_text('{"run_id": "r", "kind": "created", "resource": "instance", "id": "i-1"}\n{"run_id": "r", "ki')
+    assert Ledger(path).damage() is None

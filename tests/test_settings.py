@@ -52,6 +52,18 @@ def test_env_instance_type_is_comma_separated(monkeypatch: pytest.MonkeyPatch) -
         ({"region": "mars-north-1x"}, "--region: 'mars-north-1x' is not an AWS region name"),
         ({"run_id": "Has Spaces"}, "--perfci-run-id: 'Has Spaces' is not a valid run id"),
         ({"provider": "local", "instance_type": ["m7i.large"]}, "perfci: --provider=local runs on this machine"),
+        # TTL: bounded on both sides, huge numbers are a line (not an OverflowError), the override is capped
+        ({"ttl": "10m"}, "--perfci-ttl: '10m' is too short a TTL; the minimum is 15m"),
+        ({"ttl": "100000h"}, "--perfci-ttl: '100000h' is longer than 168h"),
+        ({"ttl": "9" * 30 + "h"}, f"--perfci-ttl: '{'9' * 30}h' is longer than 168h"),
+        ({"ttl": "25h"}, "--perfci-ttl: '25h' is too long a TTL; the maximum is 24h (an orphan lives one TTL); "
+                         "for a long benchmark raise it with --perfci-ttl-max (at most 168h)"),
+        ({"ttl": "49h", "ttl_max": "48h"}, "--perfci-ttl: '49h' is too long a TTL; the maximum is 48h"),
+        ({"ttl_max": "200h"}, "--perfci-ttl-max: '200h' is longer than 168h"),
+        ({"ssh_cidr": "2001:db8::/64"}, "--perfci-ssh-cidr: '2001:db8::/64' is an IPv6 block; instances are reached "
+                                        "over IPv4"),
+        ({"ssh_user": "root@x -oProxyCommand=sh"}, "--perfci-ssh-user: 'root@x -oProxyCommand=sh' is not a login name"),
+        ({"ssh_user": "Admin"}, "--perfci-ssh-user: 'Admin' is not a login name"),
     ],
 )
 def test_bad_values_name_the_value_and_what_is_allowed(cli: dict[str, object], first_line: str) -> None:
@@ -69,3 +81,18 @@ def test_bad_env_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> No
 def test_bad_ini_value_names_the_table() -> None:
     with pytest.raises(SettingsError, match=r"^\[tool.perfci\] region: 'nowhere' is not an AWS region"):
         load_settings({}, {"region": "nowhere"})
+
+
+def test_ttl_max_lets_a_long_benchmark_through() -> None:
+    from datetime import timedelta
+
+    s = load_settings({"ttl": "30h", "ttl_max": "48h"})
+    assert (s.ttl, s.ttl_max) == (timedelta(hours=30), timedelta(hours=48))
+    assert load_settings({"ttl": "15m"}).ttl == timedelta(minutes=15)
+    assert load_settings({"ssh_user": "ec2-user"}).ssh_user == "ec2-user"
+
+
+def test_bad_ttl_from_the_environment_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERFCI_TTL", "100000h")
+    with pytest.raises(SettingsError, match=r"^PERFCI_TTL: '100000h' is longer than 168h"):
+        load_settings({})

@@ -32,6 +32,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "results": ("out/results", Path("out/results")),
     "ami": ("arm64=ami-0123456789abcdef0", ("arm64=ami-0123456789abcdef0",)),
     "ttl": ("90m", timedelta(minutes=90)),
+    "ttl_max": ("48h", timedelta(hours=48)),
     "spot": ("true", True),
     "ssh_cidr": ("203.0.113.7/32", "203.0.113.7/32"),
     "ssh_user": ("ubuntu", "ubuntu"),

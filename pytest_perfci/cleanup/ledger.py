@@ -93,3 +93,24 @@ class Ledger:
             elif e.kind in ("deleted", "kept"):
                 state.pop(key, None)
         return [e for e in state.values() if pid is None or e.pid == pid]
+
+    def damage(self) -> str | None:
+        """Why this file is not a ledger, or None. Only the last line may be torn (a crash mid-write);
+        a bad line before it, or no entry at all in a non-empty file, means it is something else, and
+        a reaper reading it would say "nothing to reap" about resources it never saw."""
+        try:
+            lines = [(n, line.strip()) for n, line in enumerate(self.path.open(errors="replace"), 1)
+                     if line.strip()]
+        except OSError as exc:
+            return f"cannot read it: {exc.strerror or exc}"
+        good = 0
+        for i, (n, line) in enumerate(lines):
+            try:
+                Entry.model_validate(json.loads(line))
+                good += 1
+            except ValueError:
+                if i < len(lines) - 1:
+                    return f"line {n} is not a perfci ledger entry"
+        if lines and not good:
+            return "it holds no perfci ledger entry"
+        return None

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+# FAMILY.SIZE as EC2 spells it (m7i.metal-24xl, c7g.2xlarge, u-6tb1.metal)
+INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9][a-z0-9-]*$")
 
 class UnknownInstanceType(ValueError):
     """A requested type does not exist in the region; str() is one line with the closest real names."""

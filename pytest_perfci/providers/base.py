@@ -19,6 +19,7 @@ capability                         default / who uses it
 ``release_all()``                  nothing to release; session teardown (idempotent)
 ``validate()``                     no API-side checks; plugin, controller only, still creates nothing
 ``type_info(target)``              None; marker gate (catalogue facts before any host exists)
+``known_instance_types()``         None; collection (a marker naming no real type is an error)
 ``creates_resources``              False; True adds "finish it with perfci reap" to teardown errors
 ``shares_hosts``                   False; True: the xdist controller brings targets up once and
                                    workers `attach` to the `WorkerHandle` that `export` returned
@@ -42,7 +43,7 @@ Adding a provider is one subclass plus one line in :data:`pytest_perfci.provider
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -166,6 +167,11 @@ class Provider(ABC):
 
     def type_info(self, target: Target) -> Any:
         """Catalogue facts of a target (arch, metal, vcpus...) for marker queries, before any host exists."""
+        return None
+
+    def known_instance_types(self) -> Collection[str] | None:
+        """Every instance type name the cloud offers (the catalogue), so an `instance_type` marker naming
+        none of them is a usage error instead of a silent skip; None: this provider has no catalogue."""
         return None
 
     # -- xdist ------------------------------------------------------------------------------------

@@ -73,8 +73,18 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+-]*$")
 
 
+# An inventory lists lab hosts: a few kilobytes. Anything near this is not one (or is an attack).
+MAX_INVENTORY_BYTES = 1 << 20
+MAX_MESSAGE = 400
+
+
 class InventoryError(ValueError):
-    """The inventory file or the label selection is wrong; str() is one line naming file, host, field."""
+    """The inventory file or the label selection is wrong; str() is one line naming file, host, field,
+    bounded in length (a value echoed from a hostile file must not flood the terminal)."""
+
+    def __init__(self, message: str) -> None:
+        line = message.replace("\n", " ")
+        super().__init__(line if len(line) <= MAX_MESSAGE else line[:MAX_MESSAGE - 20] + f"... ({len(line)} chars)")
 
 
 class LockHeld(HostError):
@@ -269,6 +279,14 @@ def _parse_text(path: Path, text: str) -> Any:
             f"{path}: reading YAML inventories needs PyYAML (pip install pyyaml), or write the file as TOML"
         ) from None
     try:
+        # Anchors and aliases are refused before anything is built: nested aliases ("billion laughs")
+        # expand to gigabytes inside safe_load. Scanning tokens is linear in the text and builds nothing.
+        for token in yaml.scan(text):
+            if isinstance(token, yaml.AliasToken | yaml.AnchorToken):
+                mark = token.start_mark
+                raise InventoryError(f"{path}: YAML anchors and aliases (&name, *name) are not allowed in an "
+                                     f"inventory (line {mark.line + 1}, column {mark.column + 1}); write each "
+                                     "host out, or use [defaults]")
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -339,6 +357,9 @@ def load_inventory(path: str | Path) -> Inventory:
             f"{path}: unknown inventory format {path.suffix or '(no suffix)'!r}; use .toml, .yaml or .yml"
         )
     try:
+        size = path.stat().st_size
+        if size > MAX_INVENTORY_BYTES:
+            raise InventoryError(f"{path}: {size:,} bytes is not an inventory (at most {MAX_INVENTORY_BYTES:,})")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InventoryError(f"{path}: inventory file not found") from None

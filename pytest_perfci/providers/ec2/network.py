@@ -75,7 +75,20 @@ def default_cidr(
         raise NetworkError(
             f"cannot find this machine's public address to allow SSH from ({e}); pass --perfci-ssh-cidr"
         ) from None
+    if addr.version != 4:
+        raise NetworkError(f"this machine's public address {addr} is IPv6, but instances are reached over IPv4; "
+                           "pass --perfci-ssh-cidr with this machine's public IPv4 address /32")
     return f"{addr}/{addr.max_prefixlen}"
+
+
+def cidr_warning(cidr: str) -> str | None:
+    """A one-line warning when SSH would be open to (nearly) everyone: allowed, since the user typed it,
+    but never silent."""
+    network = ipaddress.ip_network(cidr, strict=False)
+    if network.prefixlen <= 8:
+        return (f"warning: --perfci-ssh-cidr {cidr} opens SSH (port 22) of every created instance to "
+                f"{network.num_addresses:,} addresses; the default allows only this machine's address /32")
+    return None
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -154,6 +154,7 @@ class EC2Provider(Provider):
         self._region: str | None = None
         self._plan: dict[str, tuple[InstanceTypeInfo, Image]] | None = None
         self._resolution: Resolution | None = None
+        self._catalog: Catalog | None = None
         self._cidr: str | None = None
         self._futures: dict[str, Future[SSHHost]] = {}
         self._executor: ThreadPoolExecutor | None = None
@@ -204,6 +205,15 @@ class EC2Provider(Provider):
         """xdist worker: use the controller's resolution (see export_resolution)."""
         with self._lock:
             self._resolution = Resolution.from_json(data)
+
+    def known_instance_types(self) -> Collection[str]:
+        """The region's catalogue (one listing per process, shared with resolution)."""
+        with self._api_errors():
+            self._clients()
+            with self._lock:
+                if self._catalog is None:
+                    self._catalog = Catalog(self._ec2)
+            return self._catalog.all().keys()
 
     def type_info(self, target: Target) -> InstanceTypeInfo | None:
         """Catalogue facts of a target's type (for instance_type query markers), None if not resolved here."""
@@ -468,7 +478,7 @@ class EC2Provider(Provider):
 
     def _provision(self, info: InstanceTypeInfo, image: Image, base_tags: list[dict[str, str]]) -> SSHHost:
         itype = info.name
-        assert self._key is not None and self._group_id is not None
+        assert self._key is not None and self._group_id is not None and self._catalog is not None
         tags = [t if t["Key"] != "Name" else {"Key": "Name", "Value": f"{self.run_id}-{itype}"} for t in base_tags]
         spec = LaunchSpec(
             instance_type=itype,
