@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -224,3 +225,38 @@ def test_perfci_reap_finds_a_guest_by_the_ledger_and_kills_it(tmp_path: Path) ->
         assert ledger.outstanding() == []
     finally:
         guest.kill()
+
+
+def test_a_twin_without_perf_is_one_reader_unprepared_and_installs_perf_from_its_local_repository(
+        tmp_path: Path) -> None:
+    """Issue 13, deliverable 5: arm64-noperf ships no perf, only a file: apt repository holding linux-perf.
+    Not asked (no --perfci-prepare): perf is reported missing once, nothing is installed, and the counters
+    are one reader's. Asked: preparation installs linux-perf in the guest with apt, facts record it, and
+    the two readers are compared."""
+    def run(run_id: str, *extra: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "suites/pmc", "--provider=qemu", "--qemu-machine=arm64-noperf",
+             "-k", "cpi_count", "-rA", "-p", "no:cacheprovider", f"--perfci-results={tmp_path}",
+             f"--perfci-run-id={run_id}", *extra],
+            cwd=ROOT, capture_output=True, text=True, timeout=900, env=_env(), stdin=subprocess.DEVNULL, check=False,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    out = run("noperf-look")
+    missing = [ln for ln in out.splitlines() if "perf missing" in ln]
+    assert missing == [("perfci: arm64-noperf: perf missing; not installed on a machine this run did not create: "
+                       "sudo apt-get update && sudo apt-get install -y linux-perf")], out
+    cells = {r["capability"]: r for r in json.loads((tmp_path / "noperf-look" / "capabilities.json").read_text())}
+    assert not cells["instructions"]["ok"]
+    assert cells["instructions"]["detail"].startswith("one reader only: counted by perf_event_open (")
+    assert "PMC instructions" in out and "1rdr ONE-READER" in out
+
+    out = run("noperf-prepared", "--perfci-prepare")
+    assert re.search(r"^perfci: arm64-noperf: perf installed: linux-perf -> perf version \d", out, re.MULTILINE), out
+    cells = {r["capability"]: r for r in json.loads((tmp_path / "noperf-prepared" / "capabilities.json").read_text())}
+    assert cells["instructions"]["ok"] and "perf stat read" in cells["instructions"]["detail"]
+    samples = [json.loads(line) for line in (tmp_path / "noperf-prepared" / "results.ndjson").read_text().splitlines()]
+    infra = next(s["infrastructure"] for s in samples if s.get("infrastructure"))
+    assert infra["perf_version"] and infra["prepared"][0].startswith("perf: linux-perf (perf version ")
+    assert Ledger(tmp_path / "ledger.jsonl").outstanding() == []

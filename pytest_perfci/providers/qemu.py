@@ -97,10 +97,10 @@ class QemuProvider(Provider):
 
     # -- bringing up ------------------------------------------------------------------------------------
 
-    def _images(self) -> dict[str, Image]:
-        images: dict[str, Image] = {}
-        for arch in dict.fromkeys(m.arch for m in self.machines):
-            images[arch] = ImageBuilder(arch, progress=self.progress).build()
+    def _images(self) -> dict[tuple[str, bool], Image]:
+        images: dict[tuple[str, bool], Image] = {}
+        for arch, perf in dict.fromkeys((m.arch, m.perf) for m in self.machines):
+            images[(arch, perf)] = ImageBuilder(arch, progress=self.progress, perf=perf).build()
         return images
 
     def _start(self) -> None:
@@ -120,7 +120,7 @@ class QemuProvider(Provider):
                 token = uuid.uuid4().hex
                 self.ledger.record(self.run_id, "intent", RESOURCE, token=token, data={"machine": m.name})
                 try:
-                    guest = start_guest(m, images[m.arch], self.workdir / m.name, label=f"{self.run_id}-{m.name}",
+                    guest = start_guest(m, images[(m.arch, m.perf)], self.workdir / m.name, label=f"{self.run_id}-{m.name}",
                                         authorized_key=public, port=port)
                 except TwinError as exc:
                     self._errors[m.name] = str(exc)

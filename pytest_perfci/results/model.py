@@ -57,6 +57,8 @@ class Infrastructure(BaseModel):
     hypervisor: str | None = None
     run_id: str = ""
     git_commit: str | None = None
+    perf_version: str | None = None
+    prepared: tuple[str, ...] = ()  # what host preparation installed, with versions ("perf: linux-perf (...)")
 
     @property
     def key(self) -> str:
@@ -88,6 +90,7 @@ class Infrastructure(BaseModel):
             os=facts.os, arch=facts.arch, cpu_vendor=facts.cpu_vendor, cpu_model=facts.cpu_model,
             nproc=facts.nproc, metal=None if facts.virtualised is None else not facts.virtualised,
             hypervisor=facts.hypervisor, run_id=run_id, git_commit=git_commit,
+            perf_version=getattr(facts, "perf_version", None), prepared=tuple(getattr(facts, "prepared", ())),
         )
 
 

@@ -113,9 +113,18 @@ def cache_root() -> Path:
     return Path(base) / "perfci" / "twins"
 
 
-def image_key(arch: str, packages: dict[str, str]) -> str:
+# The no-perf variant (Machine.perf False): linux-perf goes into a file: apt repository in the guest instead
+# of its root, and apt + dpkg (normally not unpacked) come along so host preparation can install it.
+NO_PERF_EXTRA = ("apt",)
+NO_PERF_UNPACKED = frozenset({"dpkg", "tar"})
+LOCAL_REPO = "srv/perfci-repo"
+
+
+def image_key(arch: str, packages: dict[str, str], perf: bool = True) -> str:
     """Same architecture, package versions and image layout (init script, modules, what is left out) -> same key."""
-    layout = [LAYOUT, INIT, NET_MODULES, DROP, sorted(NOT_UNPACKED), BUSYBOX_APPLETS]
+    layout: list[object] = [LAYOUT, INIT, NET_MODULES, DROP, sorted(NOT_UNPACKED), BUSYBOX_APPLETS]
+    if not perf:  # the default images keep their keys
+        layout.append(["no-perf", NO_PERF_EXTRA, sorted(NO_PERF_UNPACKED), LOCAL_REPO])
     blob = json.dumps({"arch": arch, "packages": sorted(packages.items()), "layout": layout})
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -204,15 +213,16 @@ def _first_error(text: str) -> str:
 class ImageBuilder:
     """Resolves, downloads, unpacks and archives one architecture's twin image into the cache."""
 
-    def __init__(self, arch: str, cache: Path | None = None, progress: Progress = print) -> None:
+    def __init__(self, arch: str, cache: Path | None = None, progress: Progress = print, perf: bool = True) -> None:
         self.arch = arch
+        self.perf = perf
         self.cache = cache or cache_root()
         self.progress = progress
         self.apt_root = AptRoot(self.cache / f"apt-{arch}", arch)
 
     @property
     def wanted(self) -> list[str]:
-        return [p.format(arch=self.arch) for p in PACKAGES]
+        return [p.format(arch=self.arch) for p in (*PACKAGES, *(() if self.perf else NO_PERF_EXTRA))]
 
     def _say(self, text: str) -> None:
         self.progress(f"twin image {self.arch}: {text}")
@@ -269,7 +279,7 @@ class ImageBuilder:
         """The cached image for the current package versions, building it if absent."""
         started = time.monotonic()
         packages = self.resolve()
-        key = image_key(self.arch, packages)
+        key = image_key(self.arch, packages, self.perf)
         out = self.cache / "images" / f"{self.arch}-{key}"
         manifest = out / "image.json"
         if manifest.exists():
@@ -310,8 +320,12 @@ class ImageBuilder:
         kernel_pkg = next(n for n in debs if n.startswith("linux-image-") and n != f"linux-image-{self.arch}")
         self._say(f"unpacking {len(debs)} packages")
         for name, deb in sorted(debs.items()):
-            if name in NOT_UNPACKED or name == KERNEL.format(arch=self.arch):
+            if name == KERNEL.format(arch=self.arch):
                 continue
+            if name in NOT_UNPACKED and (self.perf or name not in NO_PERF_UNPACKED):
+                continue
+            if name == "linux-perf" and not self.perf:
+                continue  # into the guest's local repository (_local_repo), not its root
             target = kdir if name == kernel_pkg else root
             res = subprocess.run(["dpkg-deb", "-x", str(deb), str(target)], capture_output=True, text=True, check=False)
             if res.returncode != 0:
@@ -321,6 +335,8 @@ class ImageBuilder:
         if not vmlinuz.exists():
             raise ImageBuildError(f"{kernel_pkg}={packages[kernel_pkg]} has no boot/vmlinuz-{kver}")
         self._populate(root, kdir / "lib" / "modules" / kver / "kernel", kernel_pkg, packages)
+        if not self.perf:
+            self._local_repo(root, debs, packages)
         self._say("writing initramfs")
         tmp_out = work / "out"
         tmp_out.mkdir()
@@ -381,3 +397,43 @@ class ImageBuilder:
         init = root / "init"
         init.write_text(INIT)
         init.chmod(0o755)
+
+    def _local_repo(self, root: Path, debs: dict[str, Path], packages: dict[str, str]) -> None:
+        """No-perf variant: linux-perf in a trusted file: apt repository, and a dpkg database that says
+        every other resolved package is installed (they are unpacked, or only needed by maintainer
+        scripts), so `apt-get install linux-perf` in the guest resolves offline and installs just it."""
+        repo = root / LOCAL_REPO
+        repo.mkdir(parents=True)
+        shutil.copy2(debs["linux-perf"], repo / debs["linux-perf"].name)
+        scan = subprocess.run(["dpkg-scanpackages", "--multiversion", "."], cwd=repo, capture_output=True,
+                              text=True, check=False)
+        if scan.returncode != 0 or "Package: linux-perf" not in scan.stdout:
+            raise ImageBuildError(f"cannot index the guest's local repository: {_last_line(scan.stderr)}")
+        (repo / "Packages").write_text(scan.stdout)
+        (root / "etc/apt/sources.list.d").mkdir(parents=True, exist_ok=True)
+        (root / "etc/apt/apt.conf.d").mkdir(parents=True, exist_ok=True)
+        (root / "etc/apt/sources.list").write_text(f"deb [trusted=yes] file:/{LOCAL_REPO} ./\n")
+        # the guest runs everything as root; apt's sandbox user (_apt) does not exist there
+        (root / "etc/apt/apt.conf.d/99perfci-twin").write_text('APT::Sandbox::User "root";\n')
+        for d in ("var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers", "var/lib/dpkg/alternatives",
+                  "var/lib/apt/lists/partial", "var/cache/apt/archives/partial", "var/log/apt", "etc/dpkg/dpkg.cfg.d"):
+            (root / d).mkdir(parents=True, exist_ok=True)
+        stanzas = []
+        for name, deb in sorted(debs.items()):
+            if name == "linux-perf" or name.startswith("linux-image-"):
+                continue
+            fields = subprocess.run(["dpkg-deb", "-f", str(deb)], capture_output=True, text=True, check=True).stdout
+            lines = [ln for ln in fields.splitlines() if ln and not ln.startswith(" ")]  # one-line fields
+            stanzas.append("\n".join([lines[0], "Status: install ok installed", *lines[1:]]) + "\n")
+            same = "Multi-Arch: same" in lines
+            (root / "var/lib/dpkg/info" / f"{name}{':' + self.arch if same else ''}.list").touch()
+        (root / "var/lib/dpkg/status").write_text("\n".join(stanzas))
+        (root / "var/lib/dpkg/available").touch()
+        if not (root / "usr/bin/diff").exists() and not (root / "bin/diff").exists():
+            (root / "bin/diff").symlink_to("busybox")  # dpkg insists on diff too (conffile prompts)
+        for tool in ("sbin/ldconfig", "sbin/start-stop-daemon"):  # dpkg insists they are on PATH
+            path = root / tool
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("#!/bin/sh\nexit 0\n")
+                path.chmod(0o755)

@@ -18,6 +18,9 @@ class Machine(BaseModel):
     console: str              # kernel console device
     net_device: str           # virtio NIC model for this machine
     about: str
+    # False: the image ships no perf but a file: apt repository holding linux-perf (with apt and dpkg),
+    # so host preparation (perfci_needs("perf"), --perfci-prepare) really installs it in the guest.
+    perf: bool = True
 
 
 MACHINES: dict[str, Machine] = {
@@ -46,6 +49,17 @@ MACHINES: dict[str, Machine] = {
             console="ttyAMA0",
             net_device="virtio-net-device",
             about="arm64 virt, -cpu max, no -icount: a partial PMU (cycles only)",
+        ),
+        Machine(
+            name="arm64-noperf",
+            arch="arm64",
+            qemu="qemu-system-aarch64",
+            apt_package="qemu-system-arm",
+            args=("-M", "virt", "-cpu", "max,pauth-impdef=on", "-icount", "shift=0"),
+            console="ttyAMA0",
+            net_device="virtio-net-device",
+            about="arm64-pmu without perf: a fresh image whose local file: apt repository holds linux-perf",
+            perf=False,
         ),
     )
 }
