@@ -188,7 +188,8 @@ class QemuSettings(_Section):
     """Target twins of ``--provider=qemu`` (providers/qemu.py, twins/). `Settings.qemu`."""
 
     machine: Annotated[tuple[str, ...], Opt(
-        "--qemu-machine", "target twin(s) for --provider=qemu: arm64-pmu (default), arm64-partial; repeatable",
+        "--qemu-machine", "target twin(s) for --provider=qemu: arm64-pmu (default), arm64-partial, arm64-noperf; "
+        "repeatable",
         "NAME[,NAME]")] = ()
     port: Annotated[int | None, Field(ge=1024, le=65535), Opt(
         "--qemu-port", "first 127.0.0.1 port forwarded to the twins' SSH, one per machine (default: free ports)",

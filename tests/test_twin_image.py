@@ -12,7 +12,7 @@ import pytest
 from pytest_perfci.settings import SettingsError, load_settings
 from pytest_perfci.twins.cpio import CpioWriter
 from pytest_perfci.twins.guest import QemuMissing, require_qemu
-from pytest_perfci.twins.image import AptRoot, image_key, parse_simulation
+from pytest_perfci.twins.image import AptRoot, ImageBuilder, image_key, parse_simulation
 from pytest_perfci.twins.machines import MACHINES, UnknownMachine, machine
 
 SIMULATION = """\
@@ -80,7 +80,7 @@ def test_cpio_archive_unpacks_with_cpio_and_overlay_wins(tmp_path: Path) -> None
 def test_unknown_machine_is_one_line_naming_the_allowed() -> None:
     with pytest.raises(UnknownMachine) as info:
         machine("riscv-pmu")
-    assert str(info.value) == "--qemu-machine 'riscv-pmu' is not a twin machine; allowed: arm64-pmu, arm64-partial"
+    assert str(info.value) == "--qemu-machine 'riscv-pmu' is not a twin machine; allowed: arm64-pmu, arm64-partial, arm64-noperf"
     with pytest.raises(SettingsError, match=r"^--qemu-machine: .*'riscv-pmu' is not a twin machine"):
         load_settings({"provider": "qemu", "qemu_machine": ["arm64-pmu,riscv-pmu"]}, env={})
 
@@ -101,3 +101,10 @@ def test_missing_qemu_names_the_package(monkeypatch: pytest.MonkeyPatch, tmp_pat
         require_qemu(MACHINES["arm64-pmu"])
     assert str(info.value) == ("qemu-system-aarch64 not found (needed for --qemu-machine arm64-pmu): "
                                "apt-get install qemu-system-arm")
+
+
+def test_the_no_perf_variant_has_its_own_key_and_asks_for_apt() -> None:
+    packages = {"linux-perf": "6.1.192-3", "python3.11": "3.11.2-6"}
+    assert image_key("arm64", packages) != image_key("arm64", packages, perf=False)
+    assert image_key("arm64", packages) == image_key("arm64", packages, perf=True)  # default images unchanged
+    assert "apt" in ImageBuilder("arm64", perf=False).wanted and "apt" not in ImageBuilder("arm64").wanted
