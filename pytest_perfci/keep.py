@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import shlex
+from pathlib import Path
 
 from pytest_perfci.providers.base import Provider
 from pytest_perfci.settings import Settings
 from pytest_perfci.tags import TAG_EXPIRES
+
+DEFAULT_RESULTS = Path("perfci-results")  # `perfci reap --results`'s default too
 
 
 def freeze(provider: Provider) -> None:
@@ -36,7 +39,16 @@ def reap_command(settings: Settings, region: str | None) -> str:
         cmd += ["--region", region]
     if settings.endpoint_url:
         cmd += ["--endpoint-url", settings.endpoint_url]
+    if Path(settings.results) != DEFAULT_RESULTS:  # else the reaper looks for the key file in the wrong .keys/
+        cmd += ["--results", str(settings.results)]
     return shlex.join(cmd)
+
+
+def provider_region(provider: Provider) -> str | None:
+    """The provider's region for the reap command, or None when asking for it fails (no credentials)."""
+    with contextlib.suppress(Exception):
+        return provider.region
+    return None
 
 
 def lines(settings: Settings, provider: Provider) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,7 @@ from pytest_perfci.settings import (
     read_pyproject_table,
 )
 from pytest_perfci.stash import SESSION_KEY, SETTINGS_KEY
+from pytest_perfci.tags import suite_tag
 
 if TYPE_CHECKING:
     from pytest_perfci.providers.base import ProviderContext
@@ -154,6 +155,7 @@ def provider_context(config: pytest.Config) -> ProviderContext:
     return ProviderContext(
         address=lambda instance: config.hook.pytest_perfci_host_address(instance=instance),
         progress=progress_printer(config),
+        suite=suite_tag([str(a) for a in config.args]),
     )
 
 
@@ -194,8 +196,38 @@ def pytest_configure_node(node: Any) -> None:
     node.workerinput[WorkerInput.KEY] = handoff.model_dump_json()
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session) -> None:
+LATE_SHIELD_KEY = pytest.StashKey[contextlib.ExitStack]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, Any, Any]:
+    """Once the last test ran, a SIGINT/SIGTERM/SIGHUP must not cut off what follows (the matrix, the
+    S3 upload, the Allure sweep, the teardown): from here through pytest_sessionfinish such a signal
+    prints one line and is ignored (cleanup/signals.py), as during a teardown."""
+    try:
+        return (yield)
+    finally:
+        settings = session.config.stash.get(SETTINGS_KEY, None)
+        if settings is not None and not hasattr(session.config, "workerinput"):
+            stack = contextlib.ExitStack()
+            stack.enter_context(signals.shielded(settings.run_id))
+            session.config.stash[LATE_SHIELD_KEY] = stack
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, Any, Any]:
+    """Outermost: lifts the late-signal shield once every sessionfinish implementation ran."""
+    try:
+        return (yield)
+    finally:
+        stack = session.config.stash.get(LATE_SHIELD_KEY, None)
+        if stack is not None:
+            del session.config.stash[LATE_SHIELD_KEY]
+            stack.close()
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_sessionfinish")
+def _teardown_at_sessionfinish(session: pytest.Session) -> None:
     """Teardown for processes that ran no session fixture (the xdist controller) or whose fixture was
     never set up; after the runner's own fixture teardown, so normally there is nothing left to do."""
     provider_session = session.config.stash.get(SESSION_KEY, None)

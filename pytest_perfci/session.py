@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pytest_perfci.capabilities import detect
 from pytest_perfci.cleanup.signals import shielded
 from pytest_perfci.hosts.base import Host
-from pytest_perfci.keep import freeze
+from pytest_perfci.keep import freeze, provider_region, reap_command
 from pytest_perfci.models.preparation import Preparation
 from pytest_perfci.providers.base import Provider, Target, TargetUnavailable, WorkerHandle
 from pytest_perfci.settings import Settings
@@ -140,14 +140,14 @@ class ProviderSession:
         elif self.settings.keep:
             freeze(self.provider)  # nothing torn down; the heartbeat stops, so the self-destruct still fires
         else:
+            reap = reap_command(self.settings, provider_region(self.provider)) \
+                if self.provider.creates_resources else None
             try:
-                with shielded(self.settings.run_id):
+                with shielded(self.settings.run_id, reap=reap):
                     self.provider.release_all()
             except Exception as exc:
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                hint = ""
-                if self.provider.creates_resources:
-                    hint = f"; finish it with: perfci reap --run-id {self.settings.run_id} --yes"
+                hint = f"; finish it with: {reap}" if reap else ""
                 raise TeardownIncomplete(
                     f"perfci: teardown of run {self.settings.run_id} incomplete: {first}{hint}"
                 ) from exc

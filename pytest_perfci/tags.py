@@ -21,3 +21,18 @@ TAG_KOPS_CLUSTER = "KubernetesCluster"
 def stamp(when: datetime) -> str:
     """A tag's time value: UTC, seconds precision, trailing Z (what perfci:expires-at holds)."""
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def suite_tag(args: list[str]) -> str:
+    """The perfci:suite value for a run's command-line paths: each path's last part (``suites/pmc``
+    -> ``pmc``, ``tests/test_x.py::t`` -> ``test_x``), joined by ``+``; ``-`` when none. Within EC2's
+    256-character tag value limit."""
+    names: list[str] = []
+    for arg in args:
+        path = arg.split("::", 1)[0].rstrip("/")
+        if not path or path.startswith("-"):
+            continue
+        name = path.rsplit("/", 1)[-1].removesuffix(".py")
+        if name and name not in names:
+            names.append(name)
+    return "+".join(names)[:256] or "-"

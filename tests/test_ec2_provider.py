@@ -77,7 +77,9 @@ NOTHING: dict[str, list[str]] = {"instances": [], "key_pairs": [], "security_gro
 
 
 def inject(provider: EC2Provider, operation: str, decide: Callable[[dict[str, Any]], str | None]) -> list[dict]:
-    """Make `operation` on the provider's EC2 client fail with the code `decide(params)` returns (None: real call)."""
+    """Make `operation` on the provider's EC2 client fail with the code `decide(params)` returns (None: real call).
+
+    Delete operations go to the provider's teardown client (short timeouts, issue 16), the rest to its client."""
     seen: list[dict] = []
 
     def hook(params: dict[str, Any], **_: Any) -> None:
@@ -86,7 +88,8 @@ def inject(provider: EC2Provider, operation: str, decide: Callable[[dict[str, An
         if code:
             raise ClientError({"Error": {"Code": code, "Message": f"injected {code}"}}, operation)
 
-    provider.ec2.meta.events.register(f"before-parameter-build.ec2.{operation}", hook)
+    ec2 = provider.teardown_ec2 if operation.startswith(("Delete", "Terminate")) else provider.ec2
+    ec2.meta.events.register(f"before-parameter-build.ec2.{operation}", hook)
     return seen
 
 
@@ -434,7 +437,7 @@ def test_terminate_batch_skips_instances_already_gone(tmp_path: Path, moto: Moto
     p = _provision_without_ssh(tmp_path, moto, "m7i.large")
     p.ledger.record("perfci-test-run", "created", "instance", id="i-0123456789abcdef0", token="ghost")
     calls: list[list[str]] = []
-    p.ec2.meta.events.register("before-parameter-build.ec2.TerminateInstances",
+    p.teardown_ec2.meta.events.register("before-parameter-build.ec2.TerminateInstances",
                                lambda params, **_: calls.append(list(params["InstanceIds"])))
     report = p.release_all()
     assert report is not None

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -162,3 +164,118 @@ def test_duplicate_key_pair_closes_its_intent_and_deletes_nothing_of_the_namesak
     assert resources(moto) == before
     a.release_all()
     assert resources(moto) == NOTHING
+
+
+# -- 8. a hung endpoint ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def black_hole() -> Iterator[tuple[str, list[socket.socket]]]:
+    """http://127.0.0.1:<port>: a socket that accepts every connection and never answers."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                held.append(srv.accept()[0])
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{srv.getsockname()[1]}", held
+    finally:
+        stop.set()
+        t.join()
+        for c in held:
+            c.close()
+        srv.close()
+
+
+def test_hung_endpoint_bounds_the_teardown_and_names_the_reap_command(tmp_path: Path, moto: MotoServer) -> None:
+    """Every EC2 call of the teardown goes to a socket that never answers: each call gives up after
+    its read timeout x 3 attempts, the engine stops at its deadline, and the error is one line."""
+    p = provider(tmp_path, moto, "m7i.large", teardown_read_timeout=1.0, teardown_deadline=4.0)
+    provision(p)
+    with black_hole() as (url, held):
+        p.settings = p.settings.model_copy(update={"endpoint_url": url})
+        with pytest.raises(engine.TeardownError) as info:
+            p.release_all()
+        calls = len(held)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith("teardown of perfci-test-run incomplete: instance i-")
+    assert "not tried: the teardown deadline passed" in msg
+    # listing (3 kinds) + terminate: 3 attempts each at most, then the deadline: nothing more is tried
+    assert calls <= 4 * 3
+    assert len(resources(moto)["instances"]) == 1  # still there: the reap command finishes it
+    p.settings = p.settings.model_copy(update={"endpoint_url": moto.url})
+    p.release_all()
+    assert resources(moto) == NOTHING
+
+
+# -- 11. loose ends ------------------------------------------------------------------------------------------
+
+
+def test_reap_command_names_region_endpoint_and_a_custom_results_dir(tmp_path: Path, moto: MotoServer) -> None:
+    from pytest_perfci.keep import reap_command
+
+    custom = make_settings(tmp_path, moto, "m7i.large")
+    assert reap_command(custom, "us-east-1") == (
+        f"perfci reap --run-id perfci-test-run --yes --region us-east-1 --endpoint-url {moto.url} "
+        f"--results {tmp_path / 'results'}"
+    )
+    default = custom.model_copy(update={"results": Path("perfci-results"), "endpoint_url": None})
+    assert reap_command(default, None) == "perfci reap --run-id perfci-test-run --yes"
+
+
+# -- 9. a signal right after the last test ---------------------------------------------------------------------
+
+LATE_SIGNAL_CONFTEST = """
+import os, signal, pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    os.kill(os.getpid(), signal.SIG{sig})  # CI cancels the job as the last test ends
+"""
+
+
+@pytest.mark.parametrize("sig", ["TERM", "INT"])
+def test_signal_after_the_last_test_is_ignored_and_the_matrix_still_written(
+    pytester: pytest.Pytester, sig: str
+) -> None:
+    pytester.makeconftest(LATE_SIGNAL_CONFTEST.replace("{sig}", sig))
+    pytester.makepyfile(test_mini="def test_one(host, perfci_sample, perfci_capability):\n"
+                                  "    perfci_sample('mini.speed', 1.0, 'MiB/s', 'pass', direction='higher')\n"
+                                  "    perfci_capability('mba', True, 'ok', host=host)\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--perfci-results=results",
+                                           "--perfci-run-id=late-sig")
+    out = result.stdout.str() + result.stderr.str()
+    assert "KeyboardInterrupt" not in out, out
+    assert "perfci: teardown in progress (run late-sig)" in out
+    assert result.ret == 0, out
+    assert (pytester.path / "results" / "late-sig" / "matrix.md").is_file()
+
+
+def test_suite_tag_names_what_the_run_tests() -> None:
+    from pytest_perfci.tags import suite_tag
+
+    assert suite_tag(["suites/pmc"]) == "pmc"
+    assert suite_tag(["suites/pmc/", "suites/resctrl", "tests/test_x.py::test_y"]) == "pmc+resctrl+test_x"
+    assert suite_tag([]) == "-"
+
+
+def test_suite_tag_and_root_volume_expiry_reach_ec2(tmp_path: Path, moto: MotoServer) -> None:
+    """perfci:suite comes from the run (not always '-'), and the heartbeat moves the root volume's
+    perfci:expires-at along with its instance's."""
+    p = provider(tmp_path, moto, "m7i.large", suite="pmc")
+    provision(p)
+    ec2: Any = moto.client("ec2")
+    (volume,) = ec2.describe_volumes()["Volumes"]
+    tags = {t["Key"]: t["Value"] for t in volume["Tags"]}
+    assert tags["perfci:suite"] == "pmc"
+    assert volume["VolumeId"] in p._tagged_ids()
+    p.release_all()

@@ -29,6 +29,18 @@ def retry_config() -> Config:
     return Config(retries={"mode": "adaptive", "max_attempts": 10}, connect_timeout=10, read_timeout=60)
 
 
+def teardown_config(connect_timeout: float = 5.0, read_timeout: float = 20.0, attempts: int = 3) -> Config:
+    """For deleting: a hung endpoint must not hold a teardown (shielded from Ctrl-C) for ~700 s.
+
+    botocore's default here would be 10 attempts x 60 s read timeout per call; teardown clients give
+    each call at most ``attempts`` x ``read_timeout`` (the engine's overall deadline bounds the rest).
+    """
+    from botocore.config import Config
+
+    return Config(retries={"mode": "standard", "total_max_attempts": attempts},
+                  connect_timeout=connect_timeout, read_timeout=read_timeout)
+
+
 class RealEndpointRefused(RuntimeError):
     """A request would have left this machine while PERFCI_LOCAL_ONLY=1."""
 
@@ -64,24 +76,28 @@ def session(region: str | None = None) -> boto3.Session:
 
 
 @overload
-def client(sess: boto3.Session, service: Literal["ec2"], endpoint_url: str | None = None) -> EC2Client: ...
+def client(sess: boto3.Session, service: Literal["ec2"], endpoint_url: str | None = None,
+           config: Config | None = None) -> EC2Client: ...
 @overload
-def client(sess: boto3.Session, service: Literal["s3"], endpoint_url: str | None = None) -> S3Client: ...
+def client(sess: boto3.Session, service: Literal["s3"], endpoint_url: str | None = None,
+           config: Config | None = None) -> S3Client: ...
 @overload
-def client(sess: boto3.Session, service: Literal["ssm"], endpoint_url: str | None = None) -> SSMClient: ...
+def client(sess: boto3.Session, service: Literal["ssm"], endpoint_url: str | None = None,
+           config: Config | None = None) -> SSMClient: ...
 @overload
-def client(sess: boto3.Session, service: str, endpoint_url: str | None = None) -> Any: ...
+def client(sess: boto3.Session, service: str, endpoint_url: str | None = None, config: Config | None = None
+           ) -> Any: ...
 
 
-def client(sess: boto3.Session, service: str, endpoint_url: str | None = None) -> Any:
-    """A client with adaptive retries; endpoint from the argument, else AWS_ENDPOINT_URL (boto3 reads it)."""
+def client(sess: boto3.Session, service: str, endpoint_url: str | None = None, config: Config | None = None) -> Any:
+    """A client with adaptive retries (or ``config``); endpoint from the argument, else AWS_ENDPOINT_URL."""
     url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
     if local_only() and (url is None or not is_loopback_url(url)):
         raise RealEndpointRefused(
             f"refusing endpoint {url or 'AWS default'} for {service}: PERFCI_LOCAL_ONLY=1 allows loopback only"
         )
     # `service` is any service name here; the overloads above give callers the typed client of ec2/s3/ssm.
-    return sess.client(service, endpoint_url=url, config=retry_config())  # type: ignore[call-overload]
+    return sess.client(service, endpoint_url=url, config=config or retry_config())  # type: ignore[call-overload]
 
 
 def s3_client(endpoint_url: str | None = None, region: str | None = None) -> S3Client:

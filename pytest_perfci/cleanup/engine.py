@@ -133,7 +133,9 @@ def reap(
     for name in ordered(list(by_kind), overrides):
         group = by_kind[name]
         blocking = _blocking(ctx, name, kinds, failed_kinds)
-        if blocking:
+        if ctx.remaining() == 0.0:
+            outcomes = [outcome(o, "failed", "not tried: the teardown deadline passed") for o in group]
+        elif blocking:
             outcomes = [outcome(o, "failed", f"not tried: {blocking} of the run still there") for o in group]
         else:
             outcomes = _run_kind(ctx, name, group, kinds)

@@ -50,6 +50,11 @@ class Context:
     waiter_max_attempts: int = 120
     dependency_timeout: float = 300.0  # a group still used by a terminating instance: retry this long
     sleep: Callable[[float], None] = field(default=time.sleep)
+    deadline: float | None = None      # time.monotonic() after which no kind is started and no wait goes on
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (never negative); None without one."""
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 
     @property
     def region(self) -> str | None:

@@ -33,6 +33,7 @@ SHIELDED: tuple[signal.Signals, ...] = (signal.SIGINT, *CONVERTED)
 
 _lock = threading.RLock()
 _shield_runs: list[str] = []          # run ids of the active shields, innermost last
+_reap_commands: dict[str, str] = {}   # run id -> its full reap command (region, endpoint, results)
 _received: list[int] = []             # every signal our handlers saw, in order
 
 
@@ -51,10 +52,8 @@ def received() -> list[int]:
 
 
 def message(run_id: str) -> str:
-    return (
-        f"perfci: teardown in progress (run {run_id}); send SIGKILL to abandon it — "
-        f"then run `perfci reap --run-id {run_id} --yes`\n"
-    )
+    reap = _reap_commands.get(run_id) or f"perfci reap --run-id {run_id} --yes"
+    return f"perfci: teardown in progress (run {run_id}); send SIGKILL to abandon it — then run `{reap}`\n"
 
 
 def _say(text: str) -> None:
@@ -111,17 +110,20 @@ def _shield_handler(signum: int, frame: FrameType | None) -> None:
 
 
 @contextmanager
-def shielded(run_id: str) -> Iterator[None]:
+def shielded(run_id: str, reap: str | None = None) -> Iterator[None]:
     """Run a teardown that no SIGINT/SIGTERM/SIGHUP may interrupt; each one prints a line instead.
 
     For providers' ``release_all``. Nests (the innermost run id is named). In the main thread the
     three signals get a shielding handler for the duration, whether or not :func:`install` ran;
     in other threads the shield is recorded and :func:`install`'s handler honours it.
-    SIGKILL cannot be caught: the message tells the user what to run afterwards.
+    SIGKILL cannot be caught: the message tells the user what to run afterwards (``reap``: the
+    run's full reap command, with its region, endpoint and results directory).
     """
     with _lock:
         outermost = not _shield_runs
         _shield_runs.append(run_id)
+        if reap:
+            _reap_commands[run_id] = reap
     previous: dict[signal.Signals, Any] = {}
     try:
         if outermost and _in_main_thread():

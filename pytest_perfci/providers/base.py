@@ -132,6 +132,8 @@ class ProviderContext:
     address: Callable[[dict[str, Any]], str] | None = None
     # one progress line on the terminal during long waits
     progress: Callable[[str], None] = field(default=print)
+    # what the run tests (tags.suite_tag of the command-line paths): EC2's perfci:suite tag
+    suite: str = ""
 
 
 class Provider(ABC):

@@ -30,7 +30,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 from botocore.parsers import ResponseParserError
 
-from pytest_perfci.aws.clients import client, session
+from pytest_perfci.aws.clients import client, session, teardown_config
 from pytest_perfci.cleanup import engine
 from pytest_perfci.cleanup.kinds import Context
 from pytest_perfci.cleanup.ledger import Ledger
@@ -98,6 +98,7 @@ class InstanceRecord:
     key_path: str
     known_hosts: str
     state: str = "running"
+    volume_ids: tuple[str, ...] = ()  # EBS volumes (the root): the heartbeat moves their expires-at too
 
     @property
     def ssh_command(self) -> str:
@@ -128,6 +129,8 @@ class EC2Provider(Provider):
         max_workers: int = 16,
         host_state_dir: str = userdata.STATE_DIR,
         claim_run_id: bool = True,
+        teardown_deadline: float = 300.0,
+        teardown_read_timeout: float = 15.0,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
@@ -145,11 +148,14 @@ class EC2Provider(Provider):
         self.max_workers = max_workers
         self.host_state_dir = host_state_dir
         self.run_id = settings.run_id
+        self.teardown_deadline = teardown_deadline          # the whole teardown, waits included
+        self.teardown_read_timeout = teardown_read_timeout  # one API call's read (x3 attempts)
         self.claim_run_id = claim_run_id  # False for `perfci plan`, which creates nothing
         self._run_lock = claim.RunLock(Path(settings.results), settings.run_id)
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._ec2: Any = None
+        self._teardown: tuple[tuple[str | None, float], Any] | None = None
         self._ssm: Any = None
         self._region: str | None = None
         self._plan: dict[str, tuple[InstanceTypeInfo, Image]] | None = None
@@ -169,7 +175,8 @@ class EC2Provider(Provider):
     @classmethod
     def from_settings(cls, settings: Settings, context: ProviderContext) -> EC2Provider:
         ledger = Ledger(Path(settings.results) / "ledger.jsonl")
-        return cls(settings, ledger=ledger, address=context.address, progress=context.progress)
+        return cls(settings, ledger=ledger, address=context.address, progress=context.progress,
+                   suite=context.suite)
 
     # -- Provider contract ---------------------------------------------------------------------------
 
@@ -317,7 +324,8 @@ class EC2Provider(Provider):
             if not self.ledger.outstanding(self.run_id, pid=os.getpid()):
                 self._remove_known_hosts()
                 return None
-            ctx = Context(self.ec2, progress=self.progress, key_dir=self.key_dir, waiter_delay=self.waiter_delay)
+            ctx = Context(self.teardown_ec2, progress=self.progress, key_dir=self.key_dir,
+                          waiter_delay=self.waiter_delay, deadline=time.monotonic() + self.teardown_deadline)
             report = engine.teardown(ctx, self.ledger, self.run_id, pid=os.getpid())
             self._remove_known_hosts()
             for rec in self._records.values():
@@ -327,6 +335,18 @@ class EC2Provider(Provider):
             self._run_lock.release()
 
     # -- clients and validation -----------------------------------------------------------------------
+
+    @property
+    def teardown_ec2(self) -> Any:
+        """The EC2 client teardown deletes with: short timeouts, few attempts (aws/clients.teardown_config),
+        so a hung endpoint fails each call in under a minute instead of holding the shielded teardown
+        ~700 s. Made again when the endpoint changes."""
+        self._clients()
+        key = (self.settings.endpoint_url, self.teardown_read_timeout)
+        if self._teardown is None or self._teardown[0] != key:
+            self._teardown = (key, client(session(self._region), "ec2", self.settings.endpoint_url,
+                                          config=teardown_config(read_timeout=self.teardown_read_timeout)))
+        return self._teardown[1]
 
     def _clients(self) -> None:
         if self._ec2 is not None:
@@ -465,7 +485,8 @@ class EC2Provider(Provider):
             self._futures[itype] = self._executor.submit(self._provision, info, image, tags)
 
     def _tagged_ids(self) -> list[str]:
-        ids = [r.instance_id for r in self._records.values() if r.state != "terminated"]
+        live = [r for r in self._records.values() if r.state != "terminated"]
+        ids = [r.instance_id for r in live] + [v for r in live for v in r.volume_ids]
         if self._group_id:
             ids.append(self._group_id)
         if self._key and self._key.key_id:
@@ -504,6 +525,8 @@ class EC2Provider(Provider):
             instance_type=itype, instance_id=iid, zone=described.get("Placement", {}).get("AvailabilityZone", ""),
             ami=image.ami, user=user, address=host, port=port, key_path=str(self._key.path),
             known_hosts=str(known_hosts),
+            volume_ids=tuple(str(m["Ebs"]["VolumeId"]) for m in described.get("BlockDeviceMappings", [])
+                             if m.get("Ebs", {}).get("VolumeId")),
         )
         self._records[itype] = record
         self._check(f"connecting to {itype}")

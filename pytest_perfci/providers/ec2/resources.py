@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError, WaiterError
+from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from pytest_perfci.cleanup.kinds import ResourceKind
 from pytest_perfci.cleanup.model import Described, Orphan, Outcome
@@ -144,12 +144,16 @@ class InstanceKind(_EC2Kind):
         ids = sorted({o.id for o in waiting})
         self.ctx.progress(f"waiting for {len(ids)} instance(s) to terminate")
         started = time.monotonic()
+        attempts = self.ctx.waiter_max_attempts
+        left = self.ctx.remaining()
+        if left is not None:  # the teardown's deadline bounds the wait too
+            attempts = max(1, min(attempts, int(left // max(1, self.ctx.waiter_delay))))
         try:
             self.ec2.get_waiter("instance_terminated").wait(
                 InstanceIds=ids,
-                WaiterConfig={"Delay": self.ctx.waiter_delay, "MaxAttempts": self.ctx.waiter_max_attempts},
+                WaiterConfig={"Delay": self.ctx.waiter_delay, "MaxAttempts": attempts},
             )
-        except WaiterError as exc:
+        except (WaiterError, BotoCoreError) as exc:
             for o in waiting:
                 o.status, o.detail = "failed", f"not terminated after {time.monotonic() - started:.0f}s: {exc}"
             return outcomes
@@ -269,7 +273,9 @@ class SecurityGroupKind(_EC2Kind):
         def waiting(_: BaseException, delay: float, _n: int) -> None:
             self.ctx.progress(f"security group {group} still in use; retrying in {delay:.0f}s")
 
-        policy = backoff(in_use, first=2.0, cap=15.0, within=self.ctx.dependency_timeout, on_retry=waiting,
+        left = self.ctx.remaining()
+        within = self.ctx.dependency_timeout if left is None else min(self.ctx.dependency_timeout, left)
+        policy = backoff(in_use, first=2.0, cap=15.0, within=within, on_retry=waiting,
                          sleep=self.ctx.sleep)
         try:
             policy(self.ec2.delete_security_group, **kwargs)
