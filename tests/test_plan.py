@@ -306,12 +306,12 @@ def test_cli_plan_exit_1_when_a_quota_cannot_fit(
         (["--instance-type", "c7g.metal", "--hours", "0"], "perfci plan: --hours 0: must be a number of hours more"),
         (["--instance-type", "c7g.metal", "--hours", "nan"], "perfci plan: --hours nan: must be a number of hours"),
         (["--instance-type", "c7g.metal", "--hours", "inf"], "perfci plan: --hours inf: must be a number of hours"),
-        (["--instance-type", "c7g.metal", "--perfci-ssh-cidr", "::/0"], "perfci plan: --perfci-ssh-cidr: '::/0' is "
-         "an IPv6 block"),
+        (["--instance-type", "c7g.metal", "--perfci-ssh-cidr", "::/0"], ("perfci plan: --perfci-ssh-cidr: '::/0' is "
+                                                                      "an IPv6 block")),
         (["--instance-type", "c7g.metal", "--prices", "/nonexistent.toml"], "perfci plan: /nonexistent.toml: "),
         (["--instance-type", "c7g.metal", "--perfci-ttl", "5s"], "perfci plan: --perfci-ttl: '5s' is too short"),
-        (["--instance-type", "c7g.metal", "--perfci-ttl", "99999999999999h"], "perfci plan: --perfci-ttl: "
-         "'99999999999999h' is longer than 168h"),
+        (["--instance-type", "c7g.metal", "--perfci-ttl", "99999999999999h"], ("perfci plan: --perfci-ttl: "
+                                                                                 "'99999999999999h' is longer than 168h")),
     ],
 )
 def test_cli_plan_bad_input_is_one_line_exit_2(

@@ -478,8 +478,8 @@ def test_console_script_in_a_subprocess(world: World, moto: MotoServer) -> None:
 @pytest.mark.parametrize(("content", "why"), [
     ("this is not a ledger\nat all\n", "line 1 is not a perfci ledger entry"),
     ("{}\n", "it holds no perfci ledger entry"),
-    ('{"run_id": "r", "kind": "created", "resource": "instance", "id": "i-1"}\ngarbage\n'
-     '{"run_id": "r", "kind": "deleted", "resource": "instance", "id": "i-1"}\n', "line 2 is not a perfci ledger entry"),
+    (('{"run_id": "r", "kind": "created", "resource": "instance", "id": "i-1"}\ngarbage\n'
+      '{"run_id": "r", "kind": "deleted", "resource": "instance", "id": "i-1"}\n'), "line 2 is not a perfci ledger entry"),
 ])
 def test_cli_ledger_that_is_not_a_ledger_is_a_usage_error(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, why: str) -> None:

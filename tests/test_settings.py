@@ -56,12 +56,12 @@ def test_env_instance_type_is_comma_separated(monkeypatch: pytest.MonkeyPatch) -
         ({"ttl": "10m"}, "--perfci-ttl: '10m' is too short a TTL; the minimum is 15m"),
         ({"ttl": "100000h"}, "--perfci-ttl: '100000h' is longer than 168h"),
         ({"ttl": "9" * 30 + "h"}, f"--perfci-ttl: '{'9' * 30}h' is longer than 168h"),
-        ({"ttl": "25h"}, "--perfci-ttl: '25h' is too long a TTL; the maximum is 24h (an orphan lives one TTL); "
-                         "for a long benchmark raise it with --perfci-ttl-max (at most 168h)"),
+        ({"ttl": "25h"}, ("--perfci-ttl: '25h' is too long a TTL; the maximum is 24h (an orphan lives one TTL); "
+                          "for a long benchmark raise it with --perfci-ttl-max (at most 168h)")),
         ({"ttl": "49h", "ttl_max": "48h"}, "--perfci-ttl: '49h' is too long a TTL; the maximum is 48h"),
         ({"ttl_max": "200h"}, "--perfci-ttl-max: '200h' is longer than 168h"),
-        ({"ssh_cidr": "2001:db8::/64"}, "--perfci-ssh-cidr: '2001:db8::/64' is an IPv6 block; instances are reached "
-                                        "over IPv4"),
+        ({"ssh_cidr": "2001:db8::/64"}, ("--perfci-ssh-cidr: '2001:db8::/64' is an IPv6 block; instances are "
+                                         "reached over IPv4")),
         ({"ssh_user": "root@x -oProxyCommand=sh"}, "--perfci-ssh-user: 'root@x -oProxyCommand=sh' is not a login name"),
         ({"ssh_user": "Admin"}, "--perfci-ssh-user: 'Admin' is not a login name"),
     ],

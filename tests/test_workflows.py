@@ -287,7 +287,8 @@ def used_actions() -> dict[str, list[str]]:
     for path in SOURCES:
         text = path.read_text()
         rel = path.relative_to(ROOT)
-        for method in set(re.findall(r"\.([a-z][a-z0-9_]+)\(", text)):
+        # a call `.op(`, or the bound method handed to a retry policy: `policy(self.ec2.op, **kw)`
+        for method in set(re.findall(r"\.([a-z][a-z0-9_]+)(?:\(|\s*,)", text)):
             for service, op in ops.get(method, []):
                 add(service, op, f"{rel}: .{method}(")
             if method in INJECTED and INJECTED[method][0] in services:
