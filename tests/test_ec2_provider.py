@@ -299,14 +299,25 @@ def test_fan_out_provisions_in_parallel(tmp_path: Path, moto: MotoServer, sshd_s
     p = _provider(make_settings(tmp_path, moto, *types), tmp_path,
                   address=sshd_address(sshd_server, ref, []), waiter_delay=1, ssh_ready_timeout=30)
     ref.append(p)
-    slow = 1.0
-    seen = inject(p, "RunInstances", lambda params: time.sleep(slow))  # every create takes >= 1 s
+    # Parallel means several RunInstances in flight at once: count them (no wall-clock assertion,
+    # this machine is shared; benchmarks/provision_fanout.py measures the time).
+    lock = threading.Lock()
+    in_flight = [0]
+    most = [0]
+
+    def slow_create(params: Any) -> None:
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        time.sleep(1.0)  # every create takes >= 1 s, long enough for the others to start
+        with lock:
+            in_flight[0] -= 1
+
+    seen = inject(p, "RunInstances", slow_create)
     try:
-        start = time.monotonic()
         hosts = [p.acquire(t) for t in p.targets()]
-        elapsed = time.monotonic() - start
         assert len(hosts) == 8 and len(seen) == 8
-        assert elapsed < 8 * slow * 0.6, f"8 types took {elapsed:.1f}s: not provisioned in parallel"
+        assert most[0] >= 4, f"at most {most[0]} RunInstances ran at once: not provisioned in parallel"
     finally:
         p.release_all()
     assert resources(moto) == NOTHING
