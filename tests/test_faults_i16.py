@@ -279,3 +279,22 @@ def test_suite_tag_and_root_volume_expiry_reach_ec2(tmp_path: Path, moto: MotoSe
     assert tags["perfci:suite"] == "pmc"
     assert volume["VolumeId"] in p._tagged_ids()
     p.release_all()
+
+
+# -- 3. clock skew ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hours", [-3, 3])
+def test_skewed_clock_is_refused_before_any_create(tmp_path: Path, moto: MotoServer, hours: int) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    p = provider(tmp_path, moto, "m7i.large", clock=lambda: datetime.now(UTC) + timedelta(hours=hours))
+    with pytest.raises(RuntimeError) as info:
+        p.validate()
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"this machine's clock is 180 min {'behind' if hours < 0 else 'ahead of'} AWS's")
+    assert resources(moto) == NOTHING
+    ok = provider(tmp_path / "ok", moto, "m7i.large", ledger=tmp_path / "ok.jsonl",
+                  clock=lambda: datetime.now(UTC) + timedelta(minutes=1))
+    ok.validate()  # a minute off is fine

@@ -44,7 +44,7 @@ from pytest_perfci.models.preparation import Preparation
 from pytest_perfci.prepare import host as prepare_host
 from pytest_perfci.prepare.script import boot_snippet
 from pytest_perfci.providers.base import KeptHost, Provider, ProviderContext, Target, WorkerHandle
-from pytest_perfci.providers.ec2 import claim, network, userdata
+from pytest_perfci.providers.ec2 import claim, clock, network, userdata
 from pytest_perfci.providers.ec2.ami import AmiResolver, Image
 from pytest_perfci.providers.ec2.catalog import Catalog
 from pytest_perfci.providers.ec2.launch import LaunchError, LaunchSpec, launch, wait_running
@@ -131,6 +131,7 @@ class EC2Provider(Provider):
         claim_run_id: bool = True,
         teardown_deadline: float = 300.0,
         teardown_read_timeout: float = 15.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
         self.ledger = ledger
@@ -150,6 +151,7 @@ class EC2Provider(Provider):
         self.run_id = settings.run_id
         self.teardown_deadline = teardown_deadline          # the whole teardown, waits included
         self.teardown_read_timeout = teardown_read_timeout  # one API call's read (x3 attempts)
+        self.clock = clock  # this machine's clock, checked against AWS's Date header before any create
         self.claim_run_id = claim_run_id  # False for `perfci plan`, which creates nothing
         self._run_lock = claim.RunLock(Path(settings.results), settings.run_id)
         self._lock = threading.Lock()
@@ -393,6 +395,7 @@ class EC2Provider(Provider):
                     self.settings.ssh_cidr, self._ec2.meta.endpoint_url, self.public_address
                 )
                 if self.claim_run_id:
+                    clock.check(self._ec2, self.clock)
                     self._claim()
             for info, image in plan.values():
                 self.progress(f"{info.name}: {info.arch}, {info.vcpus} vCPU, {info.memory_mib // 1024} GiB"
