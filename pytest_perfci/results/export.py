@@ -22,7 +22,7 @@ from typing import Any
 
 from pytest_perfci.results.baseline import fmt
 from pytest_perfci.results.model import ResultRecord
-from pytest_perfci.results.sources import UnreadableResults, read_all
+from pytest_perfci.results.sources import UnreadableResults, add_source_arguments, read_all
 
 FILES = {"higher": "bigger-is-better.json", "lower": "smaller-is-better.json"}
 TOOLS = {"higher": "customBiggerIsBetter", "lower": "customSmallerIsBetter"}
@@ -80,10 +80,9 @@ def add_parser(sub: Any) -> None:
             "metric and instance type. Exit 0 when a file was written, 2 when nothing could be exported."
         ),
     )
-    p.add_argument("results", nargs="+", metavar="RESULTS", help="NDJSON file, directory or s3://bucket/prefix")
+    add_source_arguments(p)
     p.add_argument("--format", required=True, choices=("github-action-benchmark",), help="output format")
     p.add_argument("-o", "--output", required=True, metavar="DIR")
-    p.add_argument("--endpoint-url", default=None, help="S3 endpoint override (default AWS_ENDPOINT_URL)")
     p.set_defaults(func=run_cli)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from pytest_perfci.results.model import Infrastructure, ResultRecord
-from pytest_perfci.results.sources import UnreadableResults, read_all
+from pytest_perfci.results.sources import UnreadableResults, add_source_arguments, read_all
 from pytest_perfci.results.states import ORDER, STYLES, State, cell_verdict
 
 # (capability name as recorded, label shown)
@@ -347,13 +347,12 @@ def add_parser(sub: Any) -> None:
             "or holds no capability record."
         ),
     )
-    p.add_argument("results", nargs="+", metavar="RESULTS", help="NDJSON file, directory or s3://bucket/prefix")
+    add_source_arguments(p)
     p.add_argument("--html", metavar="FILE", help="also write the standalone HTML page here")
     p.add_argument("--markdown", metavar="FILE", help="write the Markdown here instead of stdout")
     p.add_argument("--step-summary", action="store_true",
                    help="append the Markdown to $GITHUB_STEP_SUMMARY (error when it is not set)")
     p.add_argument("--title", default="perfci capability matrix")
-    p.add_argument("--endpoint-url", default=None, help="S3 endpoint override (default AWS_ENDPOINT_URL)")
     p.set_defaults(func=run_cli)
 
 

@@ -26,7 +26,7 @@ from pytest_perfci.results.matrix import (
     render_table_html,
 )
 from pytest_perfci.results.model import ResultRecord
-from pytest_perfci.results.sources import UnreadableResults, read_all
+from pytest_perfci.results.sources import UnreadableResults, add_source_arguments, read_all
 from pytest_perfci.results.trends import Series, build_series, summary_markdown
 
 MISSING = ("perfci report draws its charts with Vega-Altair and vl-convert-python, which are not installed: "
@@ -98,7 +98,7 @@ def add_parser(sub: Any) -> None:
             "summary. Exit 0 when written, 2 when the input is unreadable or empty."
         ),
     )
-    p.add_argument("results", nargs="+", metavar="RESULTS_OR_HISTORY", help="NDJSON file, directory or s3://bucket/prefix")
+    add_source_arguments(p, metavar="RESULTS_OR_HISTORY")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="directory for index.html and summary.md")
     p.add_argument("--title", default="perfci report")
     p.add_argument("--k", type=float, default=DEFAULT_K, help=f"band half-width (default {DEFAULT_K:g})")
@@ -112,7 +112,6 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--allure-url", metavar="URL",
                    help="where that report is published (default: a link relative to -o, for the page only; "
                         "with a URL the step summary links too)")
-    p.add_argument("--endpoint-url", default=None, help="S3 endpoint override (default AWS_ENDPOINT_URL)")
     p.set_defaults(func=run_cli)
 
 

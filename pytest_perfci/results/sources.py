@@ -7,6 +7,7 @@ loads on first use, not when this module is imported).
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,6 +32,12 @@ def read_records(source: str, *, endpoint_url: str | None = None, region: str | 
     if missing_ok and not path.exists():
         return []
     return read_local([path])
+
+
+def add_source_arguments(parser: argparse.ArgumentParser, metavar: str = "RESULTS") -> None:
+    """The places to read (one or more) and --endpoint-url: the same for every command that reads results."""
+    parser.add_argument("results", nargs="+", metavar=metavar, help="NDJSON file, directory or s3://bucket/prefix")
+    parser.add_argument("--endpoint-url", default=None, help="S3 endpoint override (default AWS_ENDPOINT_URL)")
 
 
 def read_all(sources: Sequence[str], *, endpoint_url: str | None = None) -> list[ResultRecord]:
