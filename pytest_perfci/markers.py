@@ -128,6 +128,11 @@ def catalogue_reason(marks: Iterable[pytest.Mark], target: str, attrs: Any) -> s
     return None
 
 
+def type_names(marks: Iterable[pytest.Mark]) -> set[str]:
+    """The plain type names (not queries) that instance_type marks name."""
+    return {a for m in marks if m.name == "instance_type" for a in m.args if isinstance(a, str) and not is_query(a)}
+
+
 def unknown_type_error(marks: Iterable[pytest.Mark], where: str, known: Collection[str] | None) -> str | None:
     """A type name in an instance_type marker that is no instance type at all: a typo would otherwise be
     a silent skip on every target. Syntax is checked always; existence when the provider knows the
@@ -135,7 +140,7 @@ def unknown_type_error(marks: Iterable[pytest.Mark], where: str, known: Collecti
     for mark in marks:
         if mark.name != "instance_type":
             continue
-        for name in (a for a in mark.args if isinstance(a, str) and not is_query(a)):
+        for name in sorted(type_names([mark])):
             if not INSTANCE_TYPE_RE.match(name):
                 return (f"{where}: @pytest.mark.instance_type({name!r}) is not an EC2 instance type name; "
                         "expected FAMILY.SIZE such as m7i.metal-24xl or c7g.2xlarge")

@@ -277,7 +277,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(str(exc)) from None
         type_marks = [m for m in item.iter_markers("instance_type")]
         if type_marks and session is not None:
-            if not catalogue_read:  # once per run, and only when some test names a type
+            # The catalogue is read once, and only when a marker names a type that is not one of the
+            # run's targets (as resolved, or as requested): an xdist worker adopted the controller's
+            # resolution and must not list the catalogue again for names the run already knows.
+            if not catalogue_read and markers.type_names(type_marks) - _target_spellings(session):
                 catalogue_read = True
                 try:
                     known = session.provider.known_instance_types()
@@ -295,6 +298,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             _catalogue_skip(item, session, name)
             if requested:  # ids carry the real type; what the user typed stays in the metadata
                 item.user_properties.append((REQUESTED_PROPERTY, requested))
+
+
+def _target_spellings(session: ProviderSession) -> set[str]:
+    return {s for t in session.targets for s in (t.name, t.instance_type, t.requested) if s}
 
 
 def _catalogue_skip(item: pytest.Item, session: ProviderSession, name: str) -> None:
