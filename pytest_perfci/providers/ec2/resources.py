@@ -278,7 +278,7 @@ class SecurityGroupKind(_EC2Kind):
         policy = backoff(in_use, first=2.0, cap=15.0, within=within, on_retry=waiting,
                          sleep=self.ctx.sleep)
         try:
-            policy(self.ec2.delete_security_group, **kwargs)
+            policy(lambda: self.ec2.delete_security_group(**kwargs))
         except ClientError as exc:
             if gone(exc):
                 return "already_gone"
