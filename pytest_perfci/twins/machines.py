@@ -23,44 +23,29 @@ class Machine(BaseModel):
     perf: bool = True
 
 
+# pauth-impdef: QEMU's cheap pointer-authentication hash instead of QARMA (boot 55 s -> 12 s here).
+# icount shift=0: one instruction = one virtual ns, so PMUv3 counts instructions exactly and
+# cycles == instructions (CPI exactly 1.0). Without -icount QEMU's PMUv3 cannot count instructions
+# (ENOENT) but still counts cycles.
+_ARM64_CPU = ("-M", "virt", "-cpu", "max,pauth-impdef=on")
+_EXACT = ("-icount", "shift=0")
+
+
+def _arm64(name: str, args: tuple[str, ...], about: str, perf: bool = True) -> Machine:
+    """Every arm64 twin runs qemu-system-aarch64's virt board with a PL011 console and virtio-net."""
+    return Machine(name=name, arch="arm64", qemu="qemu-system-aarch64", apt_package="qemu-system-arm",
+                   args=args, console="ttyAMA0", net_device="virtio-net-device", about=about, perf=perf)
+
+
 MACHINES: dict[str, Machine] = {
     m.name: m
     for m in (
-        Machine(
-            name="arm64-pmu",
-            arch="arm64",
-            qemu="qemu-system-aarch64",
-            apt_package="qemu-system-arm",
-            # pauth-impdef: QEMU's cheap pointer-authentication hash instead of QARMA (boot 55 s -> 12 s here).
-            # icount shift=0: one instruction = one virtual ns, so PMUv3 counts instructions exactly and
-            # cycles == instructions (CPI exactly 1.0).
-            args=("-M", "virt", "-cpu", "max,pauth-impdef=on", "-icount", "shift=0"),
-            console="ttyAMA0",
-            net_device="virtio-net-device",
-            about="arm64 virt, -cpu max, -icount shift=0: PMUv3 with cycles and instructions",
-        ),
-        Machine(
-            name="arm64-partial",
-            arch="arm64",
-            qemu="qemu-system-aarch64",
-            apt_package="qemu-system-arm",
-            # Without -icount QEMU's PMUv3 cannot count instructions (ENOENT) but still counts cycles.
-            args=("-M", "virt", "-cpu", "max,pauth-impdef=on"),
-            console="ttyAMA0",
-            net_device="virtio-net-device",
-            about="arm64 virt, -cpu max, no -icount: a partial PMU (cycles only)",
-        ),
-        Machine(
-            name="arm64-noperf",
-            arch="arm64",
-            qemu="qemu-system-aarch64",
-            apt_package="qemu-system-arm",
-            args=("-M", "virt", "-cpu", "max,pauth-impdef=on", "-icount", "shift=0"),
-            console="ttyAMA0",
-            net_device="virtio-net-device",
-            about="arm64-pmu without perf: a fresh image whose local file: apt repository holds linux-perf",
-            perf=False,
-        ),
+        _arm64("arm64-pmu", _ARM64_CPU + _EXACT,
+               "arm64 virt, -cpu max, -icount shift=0: PMUv3 with cycles and instructions"),
+        _arm64("arm64-partial", _ARM64_CPU, "arm64 virt, -cpu max, no -icount: a partial PMU (cycles only)"),
+        _arm64("arm64-noperf", _ARM64_CPU + _EXACT,
+               "arm64-pmu without perf: a fresh image whose local file: apt repository holds linux-perf",
+               perf=False),
     )
 }
 
