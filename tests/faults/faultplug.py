@@ -148,6 +148,7 @@ def pytest_perfci_make_provider(settings: Any, config: pytest.Config) -> Any:
         original()
         if fresh and provider._ec2 is not None:
             install(provider._ec2, rules)
+            install(provider.teardown_ec2, rules)  # teardown's own client (short timeouts, issue 16)
 
     provider._clients = _clients
     return provider
