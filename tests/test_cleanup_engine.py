@@ -5,6 +5,7 @@ intents resolved by ClientToken and tag; key pairs deleted by the id recorded at
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
@@ -119,7 +120,8 @@ def test_one_already_gone_rule_for_every_ec2_kind(moto: MotoServer, tmp_path: Pa
     # the same rule when the API itself answers "not found" (a race: it went between describe and delete)
     stubbed: Any = moto.client("ec2")
     with Stubber(stubbed) as stub:
-        stub.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "k1", "KeyPairId": "key-1"}]})
+        stub.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "k1", "KeyPairId": "key-1",
+                                                              "Tags": [{"Key": TAG_RUN_ID, "Value": "r-1"}]}]})
         stub.add_client_error("delete_key_pair", "InvalidKeyPair.NotFound")
         stub.add_client_error("delete_security_group", "InvalidGroupId.NotFound")
         assert KeyPairKind(Context(stubbed)).delete([ghosts[1].model_copy(update={"id": "k1"})])[0].status \
@@ -257,6 +259,63 @@ def test_key_pair_is_deleted_by_the_id_recorded_at_creation(moto: MotoServer, tm
     assert report.ids("already_gone", "key_pair") == [made["key"].name]
     assert made["key"].name in {k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]}
     ec2.delete_key_pair(KeyName=made["key"].name)
+
+
+def _without_key_pair_id(ledger: Ledger) -> None:
+    """The ledger an older perfci (or a lost "created" line) leaves: the key pair known by name only."""
+    lines = [json.loads(ln) for ln in ledger.path.read_text().splitlines() if ln.strip()]
+    for line in lines:
+        line.get("data", {}).pop("key_pair_id", None)
+    ledger.path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+@pytest.mark.parametrize("namesake_tags", [{"perfci:run-id": "run-other-1"}, {}], ids=["other-run", "untagged"])
+def test_key_pair_without_recorded_id_is_never_deleted_by_bare_name(
+    moto: MotoServer, tmp_path: Path, namesake_tags: dict[str, str]
+) -> None:
+    """Ledger lines lacking key_pair_id: our key pair went, a namesake (another run's, or nobody's)
+    holds the name now. Only the perfci:run-id tag could prove it ours, and it does not: left alone,
+    its private key file too; the run's ledger line is closed as already gone."""
+    ec2: Any = moto.client("ec2")
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    made = provision(ec2, ledger, "run-named-2", tmp_path, instances=0)
+    _without_key_pair_id(ledger)
+    name = made["key"].name
+    ec2.delete_key_pair(KeyName=name)
+    spec = [{"ResourceType": "key-pair", "Tags": [{"Key": k, "Value": v} for k, v in namesake_tags.items()]}]
+    ec2.create_key_pair(KeyName=name, KeyType="ed25519", **({"TagSpecifications": spec} if namesake_tags else {}))
+    theirs = tmp_path / ".keys" / f"{name}.pem"
+    theirs.write_text("the namesake's key file\n")
+    report = engine.teardown(Context(ec2, key_dir=tmp_path / ".keys"), ledger, "run-named-2")
+    [out] = [o for o in report.outcomes if o.kind == "key_pair"]
+    assert out.status == "already_gone", out
+    assert "left alone" in out.detail
+    assert name in {k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]}
+    assert theirs.is_file()
+    assert ledger.outstanding() == []
+    ec2.delete_key_pair(KeyName=name)
+
+
+def test_key_pair_without_recorded_id_is_deleted_when_its_tag_names_the_run(moto: MotoServer, tmp_path: Path) -> None:
+    """The same ledger, and the key pair under the name is the run's own (its run-id tag says so): deleted."""
+    ec2: Any = moto.client("ec2")
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    made = provision(ec2, ledger, "run-named-3", tmp_path, instances=0)
+    _without_key_pair_id(ledger)
+    report = engine.teardown(Context(ec2, key_dir=tmp_path / ".keys"), ledger, "run-named-3")
+    assert report.ids("deleted", "key_pair") == [made["key"].name]
+    assert made["key"].name not in {k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]}
+    assert not made["key"].path.exists()
+
+
+def test_key_pair_without_run_id_is_not_deleted_by_name(moto: MotoServer) -> None:
+    """An orphan known by name with no run id at all cannot prove anything: a failure, nothing deleted."""
+    ec2: Any = moto.client("ec2")
+    ec2.create_key_pair(KeyName="someones-key", KeyType="ed25519")
+    [out] = KeyPairKind(Context(ec2)).delete([Orphan(kind="key_pair", id="someones-key", run_id=None, reason="t")])
+    assert out.status == "failed" and "not deleted by bare name" in out.detail
+    assert "someones-key" in {k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]}
+    ec2.delete_key_pair(KeyName="someones-key")
 
 
 # --- the registry ---------------------------------------------------------------------------------------

@@ -278,6 +278,24 @@ def test_suite_tag_and_root_volume_expiry_reach_ec2(tmp_path: Path, moto: MotoSe
     tags = {t["Key"]: t["Value"] for t in volume["Tags"]}
     assert tags["perfci:suite"] == "pmc"
     assert volume["VolumeId"] in p._tagged_ids()
+    # One beat at a known time: the volume's tag value at the server moves with the instance's.
+    from datetime import UTC, datetime
+
+    from pytest_perfci.tags import stamp
+
+    launched = tags["perfci:expires-at"]
+    beat_at = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    assert p._heartbeat is not None
+    p._heartbeat.clock = lambda: beat_at
+    p._heartbeat.beat()
+    want = stamp(beat_at + p.settings.ttl)
+    assert want != launched
+
+    def expires(items: list[dict[str, Any]]) -> list[str]:
+        return [t["Value"] for i in items for t in i["Tags"] if t["Key"] == "perfci:expires-at"]
+
+    assert expires(ec2.describe_volumes()["Volumes"]) == [want]
+    assert expires([i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]) == [want]
     p.release_all()
 
 

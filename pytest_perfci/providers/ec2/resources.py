@@ -165,7 +165,9 @@ class KeyPairKind(_EC2Kind):
     """Key pairs, named by KeyName (what the ledger's id and the reaper's table show).
 
     Deleted by the KeyPairId recorded at creation where known: a key pair listed under our name but
-    with another id is someone else's (a later run's namesake) and is left alone. The delete call
+    with another id is someone else's (a later run's namesake) and is left alone. Without a recorded
+    id (an older ledger, a lost "created" line) a key pair is deleted by name only when its own
+    perfci:run-id tag is the orphan's run id, never by bare name (issue 16). The delete call
     names the key by the name EC2 lists for that id (moto 5 ignores DeleteKeyPair's KeyPairId).
     DeleteKeyPair succeeds for a missing key on AWS, so every delete looks first to say what really
     happened.
@@ -189,14 +191,22 @@ class KeyPairKind(_EC2Kind):
         by_id = [o.data["key_pair_id"] for o in orphans if o.data.get("key_pair_id")]
         by_name = [o.id for o in orphans if not o.data.get("key_pair_id")]
         listed: dict[str, str] = {}  # key pair id or name -> the name EC2 lists it under
+        named: dict[str, Described] = {}  # name -> what EC2 lists under it (for the ownership check)
         if by_id:
             listed.update({d.data.get("key_pair_id", ""): d.id
                            for d in self._list([{"Name": "key-pair-id", "Values": by_id}])})
         if by_name:
-            listed.update({d.id: d.id for d in self.describe_ids(by_name)})
+            named = {d.id: d for d in self.describe_ids(by_name)}
         out = []
         for o in orphans:
-            name = listed.get(o.data.get("key_pair_id") or o.id)
+            if o.data.get("key_pair_id"):
+                name = listed.get(o.data["key_pair_id"])
+            else:  # no id recorded: the name alone proves nothing; the run-id tag must be this run's
+                found = named.get(o.id)
+                if found is not None and (o.run_id is None or found.tags.get(TAG_RUN_ID) != o.run_id):
+                    out.append(self.outcome(o, "already_gone" if o.run_id else "failed", self._not_ours(o, found)))
+                    continue  # its private key file may be the namesake's too: left alone
+                name = found.id if found is not None else None
             if name is None:
                 out.append(self.outcome(o, "already_gone", "not found"))
             else:
@@ -211,6 +221,15 @@ class KeyPairKind(_EC2Kind):
                     out.append(self.outcome(o, "already_gone", "not found"))
             self._remove_private_key(o)
         return out
+
+    def _not_ours(self, o: Orphan, found: Described) -> str:
+        """Why a key pair known only by name is left alone (issue 16: never delete by bare name)."""
+        if o.run_id is None:
+            return (f"no key pair id recorded and no run id to check its {TAG_RUN_ID} tag against: "
+                    "not deleted by bare name")
+        owner = found.tags.get(TAG_RUN_ID)
+        whose = f"run {owner}'s" if owner else f"untagged (no {TAG_RUN_ID})"
+        return f"not found with {TAG_RUN_ID}={o.run_id}; the key pair named {o.id} is {whose}: left alone"
 
     def _remove_private_key(self, o: Orphan) -> None:
         """A key pair gone from EC2 leaves no use for its private key file: remove it (never read it)."""
