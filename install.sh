@@ -38,6 +38,8 @@ if [ "$dev" = 1 ]; then
   # Target twins (tests/test_twins.py, --provider=qemu): the arm64 emulator; cpio for the image tests.
   command -v qemu-system-aarch64 >/dev/null || required+=(qemu-system-arm)
   command -v cpio >/dev/null || required+=(cpio)
+  # libfaketime: a skewed clock in one child process (tests/faketime.py: clock-skew tests, fault campaign)
+  command -v faketime >/dev/null || required+=(faketime)
 fi
 if ! command -v perf >/dev/null; then
   if grep -qi '^ID=ubuntu' /etc/os-release 2>/dev/null; then

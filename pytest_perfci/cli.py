@@ -359,6 +359,7 @@ def _reap(args: argparse.Namespace) -> int:
     from pytest_perfci.cleanup.kinds import Context
     from pytest_perfci.cleanup.ledger import Ledger
     from pytest_perfci.cleanup.model import Report, Selection
+    from pytest_perfci.providers.ec2.clock import reaper_now
     from pytest_perfci.settings import RUN_ID_RE
 
     chosen = [name for name, on in (("--run-id", args.run_id is not None), ("--expired", args.expired),
@@ -394,7 +395,8 @@ def _reap(args: argparse.Namespace) -> int:
         try:
             ec2 = None if region == LOCAL else client(session(region), "ec2", args.endpoint_url)
             ctx = Context(ec2, progress=progress, key_dir=Path(args.results) / ".keys")
-            sel = engine.survey(ctx, run_id=args.run_id, expired=args.expired, ledger=ledger)
+            now = None if ec2 is None else reaper_now(ec2, say=progress)  # AWS's, if this clock is off
+            sel = engine.survey(ctx, run_id=args.run_id, expired=args.expired, ledger=ledger, now=now)
         except (RealEndpointRefused, NoCredentialsError, NoRegionError) as exc:
             return _reap_usage(f"region {region}: {exc}")
         except (ClientError, BotoCoreError) as exc:

@@ -12,6 +12,7 @@ import errno
 import os
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -316,3 +317,52 @@ def test_skewed_clock_is_refused_before_any_create(tmp_path: Path, moto: MotoSer
     ok = provider(tmp_path / "ok", moto, "m7i.large", ledger=tmp_path / "ok.jsonl",
                   clock=lambda: datetime.now(UTC) + timedelta(minutes=1))
     ok.validate()  # a minute off is fine
+
+
+# -- 3. clock skew in the reaper ---------------------------------------------------------------------------------
+
+
+def test_reaper_now_takes_aws_time_beyond_the_allowed_skew(moto: MotoServer) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from pytest_perfci.providers.ec2.clock import reaper_now
+
+    ec2: Any = moto.client("ec2")
+    lines: list[str] = []
+    true_now = datetime.now(UTC)
+    got = reaper_now(ec2, now=lambda: true_now + timedelta(hours=3), say=lines.append)
+    assert abs(got - true_now) < timedelta(minutes=1)
+    assert len(lines) == 1 and lines[0].startswith("this machine's clock is 180 min ahead of AWS's")
+    assert lines[0].endswith("expiry is judged by AWS's time")
+    near = true_now + timedelta(minutes=1)
+    assert reaper_now(ec2, now=lambda: near, say=lines.append) == near  # within the limit: this clock
+    assert len(lines) == 1
+
+
+@pytest.mark.parametrize("offset", ["+3h", "-3h"])
+def test_reap_expired_under_a_skewed_clock_judges_by_aws_time(moto: MotoServer, offset: str) -> None:
+    """`perfci reap --expired --yes` in a process whose clock is 3 h off (libfaketime), against the moto
+    server: a run expiring in an hour stays (a fast clock would reap it), one expired an hour ago goes
+    (a slow clock would keep it)."""
+    from datetime import UTC, datetime
+
+    from tests import faketime
+    from tests.test_kill import PERFCI
+    from tests.test_reaper import World
+
+    if faketime.library() is None:
+        pytest.skip("libfaketime not installed (./install.sh --dev installs the faketime package)")
+    world = World(moto)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
+    env.update(moto.env(), **faketime.skewed(offset))
+    probe = subprocess.run([sys.executable, "-c", "import time; print(time.time())"], env=env,
+                           capture_output=True, text=True, check=True)
+    skew = float(probe.stdout) - datetime.now(UTC).timestamp()
+    assert abs(abs(skew) - 3 * 3600) < 60, f"libfaketime did not skew the child's clock ({skew:.0f}s)"
+    done = subprocess.run([str(PERFCI), "reap", "--expired", "--yes", "--region", "us-east-1"], env=env,
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"180 min {'ahead of' if offset[0] == '+' else 'behind'} AWS's" in done.stderr
+    world.assert_present(world.alive)
+    world.assert_present(world.kept)
+    world.assert_gone(world.expired)
