@@ -20,7 +20,7 @@ from pytest_perfci.cleanup import signals
 from pytest_perfci.hosts.base import Host
 from pytest_perfci.prepare import steps as prepare_steps
 from pytest_perfci.prepare.needs import NeedError
-from pytest_perfci.providers.base import Provider, TargetUnavailable, WorkerInput
+from pytest_perfci.providers.base import Pair, Provider, TargetUnavailable, WorkerInput
 from pytest_perfci.session import TeardownIncomplete
 from pytest_perfci.settings import (
     Settings,
@@ -268,6 +268,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if session is not None:
         session.needs = needs
         session.provider.declare_needs(needs)  # before any host exists: EC2 installs at boot
+        if any("topology" in getattr(item, "fixturenames", ()) for item in items):
+            session.provider.declare_pairs()  # before any host exists: EC2 places client and server together
     known: Collection[str] | None = None
     catalogue_read = False
     for item in items:
@@ -364,6 +366,16 @@ def host(request: pytest.FixtureRequest, perfci_session: ProviderSession) -> Hos
         return perfci_session.host(name)
     except TargetUnavailable as exc:
         pytest.skip(f"target {name} unavailable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def topology(host: Host, perfci_session: ProviderSession) -> Pair:
+    """A client and a server for this test's target (Provider.pair): one pair per target, made after
+    the target's host and shared by the session. Skips, saying why, where the provider gives none."""
+    try:
+        return perfci_session.pair(host.name)
+    except TargetUnavailable as exc:
+        pytest.skip(f"target {host.name}: no client/server pair: {exc}")
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from pytest_perfci.cleanup.signals import shielded
 from pytest_perfci.hosts.base import Host
 from pytest_perfci.keep import freeze, provider_region, reap_command
 from pytest_perfci.models.preparation import Preparation
-from pytest_perfci.providers.base import Provider, Target, TargetUnavailable, WorkerHandle
+from pytest_perfci.providers.base import Pair, Provider, Target, TargetUnavailable, WorkerHandle
 from pytest_perfci.settings import Settings
 
 
@@ -34,6 +34,7 @@ class ProviderSession:
         # Set in xdist workers: target name -> handle exported by the controller.
         self.handles = handles
         self._hosts: dict[str, Host] = {}
+        self._pairs: dict[str, Pair] = {}
         self._capabilities: dict[tuple[str, str], tuple[bool, str]] = {}
         self._lock = threading.Lock()
         self._exported: dict[str, WorkerHandle] | None = None
@@ -81,6 +82,20 @@ class ProviderSession:
                 if self.on_prepare is not None:
                     self.preparations[name] = self.on_prepare(host)
             return self._hosts[name]
+
+    def pair(self, name: str) -> Pair:
+        """The target's client/server pair (Provider.pair, the `topology` fixture), made once after the
+        target's own host; its client and server are prepared like any host (by their host names)."""
+        self.host(name)
+        with self._lock:
+            if name not in self._pairs:
+                pair = self.provider.pair(self.target(name))
+                self._pairs[name] = pair
+                if self.on_prepare is not None:
+                    for h in (pair.client, pair.server):
+                        if h.name not in self.preparations and h is not self._hosts.get(name):
+                            self.preparations[h.name] = self.on_prepare(h)
+            return self._pairs[name]
 
     def preparation(self, name: str) -> Preparation:
         """What preparing this target's host did (empty before, or when nothing was needed)."""

@@ -30,6 +30,7 @@ KINDS: dict[str, str] = {
     "key_pair": "pytest_perfci.providers.ec2.resources:KeyPairKind",
     "security_group": "pytest_perfci.providers.ec2.resources:SecurityGroupKind",
     "qemu_guest": "pytest_perfci.providers.qemu:QemuGuestKind",
+    "netns": "pytest_perfci.providers.netns:NetnsKind",
 }
 
 

@@ -58,6 +58,10 @@ class InstanceTypeInfo(BaseModel):
     metal: bool
     family: str
     vendor: str = ""  # intel | amd | aws (Graviton): ProcessorInfo.Manufacturer, else vendor_from_family
+    # NetworkInfo of the default network card: what suites/net judges throughput against.
+    network_performance: str = ""              # "Up to 12.5 Gigabit"
+    network_baseline_gbps: float | None = None  # BaselineBandwidthInGbps
+    network_peak_gbps: float | None = None      # PeakBandwidthInGbps
 
     @classmethod
     def from_api(cls, item: Mapping[str, Any]) -> InstanceTypeInfo | None:
@@ -71,7 +75,14 @@ class InstanceTypeInfo(BaseModel):
         name = item["InstanceType"]
         family = name.split(".", 1)[0]
         maker = str(item.get("ProcessorInfo", {}).get("Manufacturer", "")).lower()
+        network = item.get("NetworkInfo", {}) or {}
+        cards = network.get("NetworkCards", []) or []
+        default = network.get("DefaultNetworkCardIndex", 0)
+        card = next((c for c in cards if c.get("NetworkCardIndex", 0) == default), cards[0] if cards else {})
         return cls(
+            network_performance=str(card.get("NetworkPerformance") or network.get("NetworkPerformance") or ""),
+            network_baseline_gbps=_gbps(card.get("BaselineBandwidthInGbps")),
+            network_peak_gbps=_gbps(card.get("PeakBandwidthInGbps")),
             name=name,
             arch=arch,
             vcpus=int(item.get("VCpuInfo", {}).get("DefaultVCpus", 0)),
@@ -80,6 +91,13 @@ class InstanceTypeInfo(BaseModel):
             family=family,
             vendor=_MANUFACTURERS.get(maker) or vendor_from_family(family, arch),
         )
+
+
+def _gbps(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def closest_names(name: str, names: list[str], limit: int = 5) -> list[str]:

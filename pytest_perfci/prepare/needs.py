@@ -41,6 +41,17 @@ KNOWN: dict[str, Tool] = {
             "apt-debian": ("linux-perf",),
         },
     ),
+    # suites/net: the same package name everywhere; the check prints the version.
+    "iperf3": Tool(
+        name="iperf3",
+        check="iperf3 --version",
+        packages={f: ("iperf3",) for f in ("dnf", "apt-ubuntu", "apt-debian")},
+    ),
+    "sockperf": Tool(
+        name="sockperf",
+        check="sockperf --version 2>&1 | grep -m1 version",
+        packages={f: ("sockperf",) for f in ("dnf", "apt-ubuntu", "apt-debian")},
+    ),
 }
 
 

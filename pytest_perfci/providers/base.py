@@ -34,6 +34,10 @@ capability                         default / who uses it
                                    (EC2 installs it at boot through the user data)
 ``prepare(host, needs, allowed)``  look only, unless ``allowed`` (--perfci-prepare): install over
                                    the host's shell; EC2 reads what the boot did (it created it)
+``declare_pairs()``                nothing; collected tests use the ``topology`` fixture, told before
+                                   any host exists (EC2: a placement group and a server per target)
+``pair(target)``                   TargetUnavailable; the ``topology`` fixture: a client and a server
+                                   `Pair` for the target (local: two network namespaces and a veth)
 ================================  ===========================================================
 
 Adding a provider is one subclass plus one line in :data:`pytest_perfci.providers.registry.PROVIDERS`
@@ -122,6 +126,26 @@ class KeptHost(BaseModel):
     ssh_command: str
     expires_at: str | None = None  # the self-destruct time as the cloud has it now; None if unknown
     key_path: str | None = None  # the private key that stays on disk
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two machines of one target for network tests: traffic goes from `client` to `server_address`.
+
+    The addresses are the test network's (the veth /30 of a local pair, private VPC addresses of an EC2
+    pair), never the addresses the run reaches the hosts by; `ports` are the only ones opened between
+    the two (EC2's security group rule)."""
+
+    target: str
+    client: Host
+    server: Host
+    client_address: str
+    server_address: str
+    link: str  # one line: what joins the two (veth in namespaces, placement group and AZ, lab labels)
+    ports: tuple[int, int] = (5201, 5209)
+    client_type: str | None = None  # instance types, for the advertised network performance
+    server_type: str | None = None
+    placement_group: str | None = None  # a cluster placement group holds both (EC2): 10 Gbit/s per flow
 
 
 @dataclass(frozen=True)
@@ -219,6 +243,17 @@ class Provider(ABC):
     def declare_needs(self, needs: tuple[str, ...]) -> None:
         """What the collected tests need on every host (e.g. ("perf",)), told before any host exists, so
         a provider that boots machines can install it at boot. Default: nothing to do now."""
+
+    # -- client/server pairs (the `topology` fixture) ----------------------------------------------------
+
+    def declare_pairs(self) -> None:
+        """Collected tests use the `topology` fixture: told before any host exists, so a provider that
+        boots machines can place each target's client and server together (EC2: one placement group)."""
+
+    def pair(self, target: Target) -> Pair:
+        """A client and a server for the target; TargetUnavailable (the test skips, saying why) when
+        this provider cannot give one."""
+        raise TargetUnavailable(f"provider {self.name!r} gives no client/server pair for {target.name}")
 
     def prepare(self, host: Host, needs: tuple[str, ...], *, allowed: bool) -> Preparation:
         """Make `needs` available on `host`, once, before its first test; never raises for a package.
