@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up pytest-perfci on a Debian/Ubuntu machine: the system tools the checks use (perf; with --dev
-# also OpenSSH server, qemu-system-arm and cpio for the framework's own tests) and a virtualenv in .venv with the package.
+# also OpenSSH server, qemu-system-arm, cpio, iperf3 and sockperf for the framework's own tests) and a virtualenv in .venv with the package.
 # Idempotent: a second run only re-checks. Needs root or passwordless sudo for the apt step; without
 # either it says what is missing and carries on (the PMC suite then reports "perf not installed").
 set -euo pipefail
@@ -40,6 +40,9 @@ if [ "$dev" = 1 ]; then
   command -v cpio >/dev/null || required+=(cpio)
   # libfaketime: a skewed clock in one child process (tests/faketime.py: clock-skew tests, fault campaign)
   command -v faketime >/dev/null || required+=(faketime)
+  # suites/net on the local netns pair (tests/test_netns.py): Debian main has both; netperf is not in it.
+  command -v iperf3 >/dev/null || required+=(iperf3)
+  command -v sockperf >/dev/null || required+=(sockperf)
 fi
 if ! command -v perf >/dev/null; then
   if grep -qi '^ID=ubuntu' /etc/os-release 2>/dev/null; then

@@ -60,7 +60,7 @@ def parse_iperf3(text: str) -> Iperf3Result:
     Connection refused") becomes NetParseError with that sentence."""
     try:
         doc: Any = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         first = (text.strip().splitlines() or ["(empty)"])[0][:200]
         raise NetParseError(f"iperf3: output is not JSON ({exc.msg}); it began: {first!r}") from None
     if not isinstance(doc, dict):

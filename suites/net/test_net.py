@@ -15,6 +15,7 @@ import pytest
 from pytest_perfci.checks.net import Advertised, NetParseError, judge_latency, judge_throughput
 from pytest_perfci.collect.net import ServerNotListening, run_iperf3, run_sockperf
 from pytest_perfci.providers.base import Pair
+from pytest_perfci.results.model import SampleVerdict
 from pytest_perfci.results.plugin import Recorder
 
 pytestmark = pytest.mark.perfci_needs("iperf3", "sockperf")
@@ -64,7 +65,7 @@ def test_tcp_request_response_latency(net_tools: Pair, net_seconds: int, perfci_
     verdict = judge_latency(result)
     common = {"seconds": net_seconds, "message_bytes": MESSAGE_BYTES, "observations": result.observations,
               "tool": f"sockperf {result.version}", **_where(pair)}
-    sample = "pass" if verdict.ok else "fail"
+    sample: SampleVerdict = "pass" if verdict.ok else "fail"
     perfci_record.sample("net.tcp.rr.p50", verdict.p50_us, "us", sample, direction="lower", **common)
     perfci_record.sample("net.tcp.rr.p99", verdict.p99_us, "us", sample, direction="lower", **common)
     if not verdict.ok:
