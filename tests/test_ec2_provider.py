@@ -510,3 +510,46 @@ def test_failed_start_is_not_retried_and_still_cleaned(tmp_path: Path, moto: Mot
     p.release_all()
     assert resources(moto) == NOTHING
     assert p.ledger.outstanding("perfci-test-run") == []
+
+
+def test_self_destruct_deadline_starts_at_readiness_not_launch(
+    tmp_path: Path, moto: MotoServer, sshd_server: SshdServer  # noqa: F811
+) -> None:
+    """A boot that takes 50 min (the injected clock moves while the instance boots): the on-host deadline
+    and the instance's and root volume's perfci:expires-at are ready + TTL, not launch + TTL."""
+    from datetime import UTC, datetime, timedelta
+
+    from pytest_perfci.tags import stamp
+
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    now = [t0]
+    ref: list[EC2Provider] = []
+    launch_tags: list[str] = []
+    mapped = sshd_address(sshd_server, ref, [])
+
+    def slow_boot(instance: dict[str, Any]) -> str:
+        launch_tags.append({t["Key"]: t["Value"] for t in instance["Tags"]}["perfci:expires-at"])
+        now[0] = t0 + timedelta(minutes=50)
+        return mapped(instance)
+
+    state = tmp_path / "host-state"
+    state.mkdir()
+    lines: list[str] = []
+    settings = make_settings(tmp_path, moto, "m7i.large")
+    p = _provider(settings, tmp_path, lines, address=slow_boot, waiter_delay=1, ssh_ready_timeout=30,
+                  heartbeat_interval=3600, host_state_dir=str(state), clock=lambda: now[0])
+    ref.append(p)
+    try:
+        p.acquire(p.targets()[0])
+        ready = t0 + timedelta(minutes=50) + settings.ttl
+        assert launch_tags == [stamp(t0 + settings.ttl)]
+        assert int((state / "expires-at").read_text()) == int(ready.timestamp())
+        ec2: Any = moto.client("ec2")
+        (inst,) = all_instances(moto)
+        assert {t["Key"]: t["Value"] for t in inst["Tags"]}["perfci:expires-at"] == stamp(ready)
+        (volume,) = ec2.describe_volumes()["Volumes"]
+        assert {t["Key"]: t["Value"] for t in volume["Tags"]}["perfci:expires-at"] == stamp(ready)
+        assert any(line.endswith(f"self-destruct at {stamp(ready)} (ready + TTL)") for line in lines), lines
+    finally:
+        p.release_all()
+    assert resources(moto) == NOTHING

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -17,9 +18,9 @@ BASH = shutil.which("bash")
 pytestmark = pytest.mark.skipif(BASH is None, reason="bash not installed")
 
 
-def _render(tmp: Path, deadline: int, init: userdata.Init) -> str:
+def _render(tmp: Path, ttl: int, init: userdata.Init) -> str:
     return userdata.render(
-        deadline,
+        ttl=ttl,
         state_dir=str(tmp / "etc perfci"),  # a space: quoting is part of what is tested
         systemd_dir=str(tmp / "systemd"),
         cron_dir=str(tmp / "cron.d"),
@@ -29,15 +30,16 @@ def _render(tmp: Path, deadline: int, init: userdata.Init) -> str:
     )
 
 
-def _run(script: str, tmp: Path) -> None:
+def _run(script: str, tmp: Path, env: dict[str, str] | None = None) -> None:
     path = tmp / "user-data.sh"
     path.write_text(script)
     subprocess.run([BASH, "-n", str(path)], check=True)
-    subprocess.run([BASH, str(path)], check=True, capture_output=True, timeout=30)
+    subprocess.run([BASH, str(path)], check=True, capture_output=True, timeout=30,
+                   env={**os.environ, **(env or {})})
 
 
 def test_default_script_is_valid_bash_and_targets_real_paths() -> None:
-    text = userdata.render(1_900_000_000)
+    text = userdata.render(ttl=timedelta(hours=1))
     proc = subprocess.run([BASH, "-n"], check=False, input=text, text=True, capture_output=True)
     assert proc.returncode == 0, proc.stderr
     assert text.startswith("#!/bin/bash")
@@ -46,11 +48,11 @@ def test_default_script_is_valid_bash_and_targets_real_paths() -> None:
 
 
 def test_cron_variant_writes_deadline_and_fires_only_after_it(tmp_path: Path) -> None:
-    deadline = int(time.time()) + 3600
     (tmp_path / "cron.d").mkdir()
-    _run(_render(tmp_path, deadline, "cron"), tmp_path)
+    before = int(time.time())
+    _run(_render(tmp_path, 3600, "cron"), tmp_path)
     state = tmp_path / "etc perfci"
-    assert (state / "expires-at").read_text().strip() == str(deadline)
+    assert before + 3600 <= int((state / "expires-at").read_text()) <= int(time.time()) + 3600
     assert "check-deadline" in (tmp_path / "cron.d" / "perfci-expire").read_text()
     check = state / "check-deadline"
     subprocess.run([str(check)], check=True)
@@ -61,9 +63,31 @@ def test_cron_variant_writes_deadline_and_fires_only_after_it(tmp_path: Path) ->
     assert "passed" in (state / "fired").read_text()
 
 
+def test_deadline_counts_from_the_host_clock_at_boot_not_the_controllers(tmp_path: Path) -> None:
+    """User data carries a TTL; the host adds it to its own clock at boot. A host whose clock is 2 h
+    ahead (libfaketime on the script) writes a deadline 2 h + TTL ahead of this machine's time."""
+    from tests import faketime
+
+    if faketime.library() is None:
+        pytest.skip("libfaketime not installed (./install.sh --dev installs the faketime package)")
+    (tmp_path / "cron.d").mkdir()
+    _run(_render(tmp_path, 600, "cron"), tmp_path, env=faketime.skewed("+2h"))
+    written = int((tmp_path / "etc perfci" / "expires-at").read_text())
+    assert abs(written - (time.time() + 2 * 3600 + 600)) < 30
+
+
+def test_render_takes_a_ttl_keyword_only() -> None:
+    """An old call with an absolute epoch (positional) fails loudly instead of arming a 60-year TTL."""
+    with pytest.raises(TypeError):
+        userdata.render(1_900_000_000)  # type: ignore[misc]
+    with pytest.raises(ValueError, match="negative"):
+        userdata.render(ttl=-1)
+    assert "TTL=5400" in userdata.render(ttl=timedelta(minutes=90))
+
+
 def test_garbled_deadline_fires_missing_disarms(tmp_path: Path) -> None:
     (tmp_path / "cron.d").mkdir()
-    _run(_render(tmp_path, int(time.time()) + 3600, "cron"), tmp_path)
+    _run(_render(tmp_path, 3600, "cron"), tmp_path)
     state = tmp_path / "etc perfci"
     (state / "expires-at").unlink()
     subprocess.run([str(state / "check-deadline")], check=True)
@@ -74,7 +98,7 @@ def test_garbled_deadline_fires_missing_disarms(tmp_path: Path) -> None:
 
 
 def test_systemd_variant_writes_persistent_timer_and_enables_it(tmp_path: Path) -> None:
-    _run(_render(tmp_path, int(time.time()) + 60, "systemd"), tmp_path)
+    _run(_render(tmp_path, 60, "systemd"), tmp_path)
     timer = (tmp_path / "systemd" / "perfci-expire.timer").read_text()
     service = (tmp_path / "systemd" / "perfci-expire.service").read_text()
     assert "Persistent=true" in timer and "WantedBy=timers.target" in timer
@@ -85,7 +109,7 @@ def test_systemd_variant_writes_persistent_timer_and_enables_it(tmp_path: Path) 
 
 def test_extend_deadline_rewrites_the_file_through_a_host(tmp_path: Path) -> None:
     (tmp_path / "cron.d").mkdir()
-    _run(_render(tmp_path, int(time.time()) - 5, "cron"), tmp_path)  # already expired
+    _run(_render(tmp_path, 0, "cron"), tmp_path)  # expires at once
     state = tmp_path / "etc perfci"
     new = int(time.time()) + 7200
     userdata.extend_deadline(LocalHost("local"), new, state_dir=str(state))
@@ -106,7 +130,7 @@ class _FakeEC2:
 
 def test_heartbeat_pushes_tags_and_host_deadline_then_stops(tmp_path: Path) -> None:
     (tmp_path / "cron.d").mkdir()
-    _run(_render(tmp_path, int(time.time()) + 60, "cron"), tmp_path)
+    _run(_render(tmp_path, 60, "cron"), tmp_path)
     state = tmp_path / "etc perfci"
     ec2 = _FakeEC2()
     fixed = datetime(2030, 1, 1, tzinfo=UTC)

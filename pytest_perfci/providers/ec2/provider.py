@@ -459,8 +459,7 @@ class EC2Provider(Provider):
 
     def _start_locked(self, plan: dict[str, tuple[InstanceTypeInfo, Image]]) -> None:
         """Shared per-run access, the heartbeat, and one provisioning thread per type."""
-        expires = network.expires_at(self.settings.ttl)
-        self._deadline = userdata.epoch(datetime.now(UTC) + self.settings.ttl)
+        expires = network.expires_at(self.settings.ttl, self.clock())  # until readiness restarts it
         tags = network.make_tags(self.run_id, self.settings.owner, expires, self.suite, f"{self.run_id}")
         vpc = network.default_vpc(self._ec2)
         self._key = network.create_key_pair(
@@ -481,6 +480,7 @@ class EC2Provider(Provider):
             hosts=lambda: list(self._hosts.values()),
             progress=self.progress,
             state_dir=self.host_state_dir,
+            clock=self.clock,
         ).start()
         self._executor = ThreadPoolExecutor(max_workers=min(self.max_workers, max(1, len(plan))),
                                             thread_name_prefix="perfci-ec2")
@@ -511,7 +511,7 @@ class EC2Provider(Provider):
             key_name=self._key.name,
             security_group_id=self._group_id,
             placements=network.placements(self._catalog.zones_offering(itype), self._subnets),
-            user_data=userdata.render(self._deadline, prepare=boot_snippet(self._needs, self.host_state_dir)),
+            user_data=userdata.render(ttl=self.settings.ttl, prepare=boot_snippet(self._needs, self.host_state_dir)),
             tags=tags,
             root_volume_gb=self.settings.root_volume_gb,
             spot=self.settings.spot,
@@ -542,6 +542,9 @@ class EC2Provider(Provider):
                       "console-output fingerprints are not checked")
         self._wait_ssh(ssh, itype, iid, started)
         self._wait_cloud_init(ssh, itype, iid, started)
+        assert self._heartbeat is not None
+        until = self._heartbeat.ready(ssh, [iid, *record.volume_ids])  # the TTL counts from readiness
+        self.progress(f"{itype} {iid}: self-destruct at {until:%Y-%m-%dT%H:%M:%SZ} (ready + TTL)")
         self._hosts[itype] = ssh
         self.progress(f"{itype} {iid} ready {time.monotonic() - started:.0f}s ({user}@{host}:{port})")
         return ssh

@@ -1,14 +1,24 @@
-"""Cleanup layer 2: the instance switches itself off at perfci:expires-at, whatever became of pytest.
+"""Cleanup layer 2: the instance switches itself off at its deadline, whatever became of pytest.
 
-User data writes the deadline (epoch seconds) to /etc/perfci/expires-at, installs a checker script
-and runs it every minute: a systemd timer (OnCalendar=minutely, Persistent=true, enabled so it
-comes back after a reboot), else a cron.d line, else a background loop. When the deadline has
-passed the checker runs `shutdown -h now`; the instance was launched with
-InstanceInitiatedShutdownBehavior=terminate, so power-off is termination.
+User data carries the run's TTL, not a time: at first boot the host writes its deadline as *its own
+clock* + TTL (epoch seconds) to /etc/perfci/expires-at, installs a checker script and runs it every
+minute: a systemd timer (OnCalendar=minutely, Persistent=true, enabled so it comes back after a
+reboot), else a cron.d line, else a background loop. When the deadline has passed the checker runs
+`shutdown -h now`; the instance was launched with InstanceInitiatedShutdownBehavior=terminate, so
+power-off is termination.
 
-While the session lives, `Heartbeat` pushes the deadline forward on the host (`extend_deadline`,
-an atomic rewrite over SSH) and in the perfci:expires-at tag (CreateTags): a dead controller stops
-extending it, and the machine goes away at most one TTL later.
+When the host is ready (SSH answers, cloud-init done) the provider restarts its deadline at
+readiness + TTL, on the host and in its perfci:expires-at tags (:meth:`Heartbeat.ready`): a slow boot
+no longer eats the TTL, and a controller clock off by hours never reaches the host (issue 16). While the
+session lives, `Heartbeat` pushes the deadline forward on the host (`extend_deadline`, an atomic
+rewrite over SSH) and in the tag (CreateTags): a dead controller stops extending it, and the machine
+goes away at most one TTL later. Between launch and readiness the tag (launch + TTL) is at most the
+boot time earlier than the host's own deadline (boot + TTL).
+
+Interface (issue 16 changed it; the twins of issue 12 run this script at boot too):
+``render(ttl=<seconds or timedelta>, ...)`` -- keyword-only, so an old positional call with an
+absolute epoch fails loudly instead of arming a 50-year TTL. ``extend_deadline(host, epoch)`` and
+the deadline file's format are unchanged.
 
 Semantics of the deadline file: missing = disarmed (an operator's explicit way to keep a host);
 present but not a number = expired (fail safe: a torn or garbled file must not keep a machine alive).
@@ -45,8 +55,10 @@ STATE_DIR={state_dir}
 SYSTEMD_DIR={systemd_dir}
 CRON_DIR={cron_dir}
 INIT={init}
+TTL={ttl}
 mkdir -p "$STATE_DIR"
-echo {deadline} > "$STATE_DIR/expires-at.tmp" && mv -f "$STATE_DIR/expires-at.tmp" "$STATE_DIR/expires-at"
+# The deadline counts from this host's own clock at boot (not the controller's); readiness restarts it.
+echo $(( $(date +%s) + TTL )) > "$STATE_DIR/expires-at.tmp" && mv -f "$STATE_DIR/expires-at.tmp" "$STATE_DIR/expires-at"
 
 cat > "$STATE_DIR/check-deadline" <<'PERFCI_EOF'
 #!/bin/sh
@@ -108,8 +120,8 @@ esac
 
 
 def render(
-    deadline: int,
     *,
+    ttl: int | timedelta,
     state_dir: str = STATE_DIR,
     systemd_dir: str = SYSTEMD_DIR,
     cron_dir: str = CRON_DIR,
@@ -118,12 +130,16 @@ def render(
     systemctl: str = "systemctl",
     prepare: str = "",
 ) -> str:
-    """The user-data script. Paths and commands are parameters so tests can run it in a temp dir.
+    """The user-data script; the host's deadline is its clock at boot + ``ttl`` (seconds or a timedelta).
+    Paths and commands are parameters so tests can run it in a temp dir.
 
     `prepare` (prepare.script.boot_snippet) installs what the suites need after the self-destruct is
     armed, so a slow or failing package install can never leave a machine without its deadline."""
+    seconds = int(ttl.total_seconds()) if isinstance(ttl, timedelta) else int(ttl)
+    if seconds < 0:
+        raise ValueError(f"ttl {seconds}s is negative; the self-destruct needs a TTL of 0 s or more")
     return _TEMPLATE.format(
-        deadline=int(deadline),
+        ttl=seconds,
         state_dir=shlex.quote(state_dir),
         state_dir_q=shlex.quote(state_dir),
         systemd_dir=shlex.quote(systemd_dir),
@@ -190,20 +206,27 @@ class Heartbeat:
 
     def beat(self) -> None:
         """One push: tags first (cheap, one call), then each host."""
+        self._push(sorted(set(self.resources())), list(self.hosts()))
+        self.beats += 1
+
+    def ready(self, host: Any, ids: Iterable[str]) -> datetime:
+        """A host just became ready: its deadline (on the host and in the tags of ``ids``, its instance
+        and volumes) restarts at now + ttl, so the boot does not count against the TTL. Returns it."""
+        return self._push(sorted(set(ids)), [host])
+
+    def _push(self, ids: list[str], hosts: list[Any]) -> datetime:
         when = self.clock() + self.ttl
-        stamp = tag_stamp(when)
-        ids = sorted(set(self.resources()))
         if ids:
             try:
-                self.ec2.create_tags(Resources=ids, Tags=[{"Key": TAG_EXPIRES, "Value": stamp}])
+                self.ec2.create_tags(Resources=ids, Tags=[{"Key": TAG_EXPIRES, "Value": tag_stamp(when)}])
             except Exception as e:  # noqa: BLE001 (reported, next beat retries)
                 self.progress(f"heartbeat: could not extend {TAG_EXPIRES} tags: {e}")
-        for host in list(self.hosts()):
+        for host in hosts:
             try:
                 extend_deadline(host, epoch(when), state_dir=self.state_dir)
             except Exception as e:  # noqa: BLE001
                 self.progress(f"heartbeat: could not extend the deadline on {getattr(host, 'name', host)}: {e}")
-        self.beats += 1
+        return when
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
