@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from pytest_perfci.checks.verdict import Finding, State, found
+
 JUNIT = "junit.xml"
 
 # Verbs that are not single-object request/response calls (the SLO excludes them).
@@ -466,6 +468,25 @@ class SloResult:
     def ok(self) -> bool:
         return self.status not in ("fail", "invalid")
 
+    @property
+    def finding(self) -> Finding:
+        """This SLO in the shared vocabulary: a violation or a regression fails; an inconsistent value
+        fails too (neither a pass nor a violation, and nothing shows the SLO holds); no data is absent."""
+        if self.status in ("pass", "info"):
+            return found(State.AVAILABLE, "", self.line())
+        if self.status == "no data":
+            return found(State.ABSENT, "NO-DATA", self.line())
+        if self.status == "invalid":
+            return found(State.FAILED, "INVALID", self.line())
+        return found(State.FAILED, "REGRESSION" if self.regression and not self._over_limit else "SLO", self.line())
+
+    @property
+    def _over_limit(self) -> bool:
+        if self.measured is None or self.limit is None:
+            return False
+        higher = next(s.better for s in DEFAULT_SLOS if s.name == self.name) == "higher"
+        return self.measured < self.limit if higher else self.measured > self.limit
+
     def line(self) -> str:
         if self.status == "invalid":
             return f"{self.name}: invalid measurement ({self.what})"
@@ -515,6 +536,21 @@ class Verdict:
     @property
     def ok(self) -> bool:
         return not self.violations and not self.cl2_failed and not self.invalid and not self.unmeasured
+
+    @property
+    def finding(self) -> Finding:
+        """The run's verdict in the shared vocabulary: the first violated or invalid SLO's code (SLO,
+        INVALID; REGRESSION when only a baseline was left), else CL2-FAILED, else NO-DATA; the reasons
+        as the sentence."""
+        if self.ok:
+            return found(State.AVAILABLE, "", "; ".join(r.line() for r in self.results))
+        detail = "\n".join(self.reasons())
+        first = next((r.finding for r in self.results if r.status in ("fail", "invalid")), None)
+        if first is not None:
+            return found(State.FAILED, first.code, detail)
+        if self.cl2_failed:  # CL2's own failure explains the missing data that usually follows it
+            return found(State.FAILED, "CL2-FAILED", detail)
+        return found(State.FAILED, "NO-DATA", detail)
 
     def reasons(self) -> list[str]:
         """One sentence per problem: each violated SLO with its measured value, then CL2's own failures."""

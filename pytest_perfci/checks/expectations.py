@@ -13,7 +13,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pytest_perfci.checks.verdict import Finding
+
 # "partial" is for the capability "pmu" only: some core events count and others are not supported.
+# The file's words predate checks.verdict and stay as users write them: "unavailable" is State.ABSENT
+# there (Finding.expectation_word maps a judge's state onto these).
 State = Literal["available", "unavailable", "zero", "partial"]
 STATES: tuple[str, ...] = ("available", "unavailable", "zero", "partial")
 
@@ -107,13 +111,17 @@ class Outcome(BaseModel):
     message: str
 
 
-def decide(capability: str, observed: State | Literal["inconsistent", "one-reader"], detail: str,
+def decide(capability: str, observed: State | Literal["inconsistent", "one-reader"] | Finding, detail: str,
            expected: tuple[State, str] | None) -> Outcome:
     """Observed matches expected -> pass; mismatch -> fail with both sides; no expectation and
     not available -> xfail with the reason, visible in the report instead of a silent skip.
 
     "one-reader" (counted by perf_event_open, perf absent so nothing compared) meets an "available"
-    expectation: the counter works. It contradicts "unavailable"/"zero" like any count would."""
+    expectation: the counter works. It contradicts "unavailable"/"zero" like any count would.
+
+    `observed` may be a judge's Finding (checks.verdict): its state in this file's words."""
+    if isinstance(observed, Finding):
+        observed = observed.expectation_word  # type: ignore[assignment]
     if observed == "inconsistent":
         return Outcome(action="fail", message=f"{capability}: readers inconsistent: {detail}")
     if observed == "one-reader":

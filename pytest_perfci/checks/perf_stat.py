@@ -43,6 +43,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from pytest_perfci.checks.verdict import Finding, State, found
+
 Status = Literal["counted", "not_supported", "not_counted"]
 
 __all__ = [
@@ -82,6 +84,15 @@ class Counter(BaseModel):
     # percentages are the task's residency on that core type (True) or multiplexing (False).
     pmu_pct: dict[str, float] = {}
     residency: bool = False
+
+    @property
+    def finding(self) -> Finding:
+        """What perf's own word for this line says in the shared vocabulary (checks.verdict); only the
+        line, without context: checks.pmc.judge_counter says why (no PMU, paranoid, multiplexed)."""
+        if self.status == "counted":
+            return found(State.AVAILABLE, "", f"{self.event}: {self.value:g}" if self.value is not None else self.event)
+        code = "UNSUPPORTED" if self.status == "not_supported" else "NOT-COUNTED"
+        return found(State.ABSENT, code, f"{self.event}: <{self.status.replace('_', ' ')}>")
 
 
 class PerfStat(BaseModel):

@@ -16,9 +16,11 @@ from enum import Enum
 from pydantic import BaseModel, ConfigDict
 
 from pytest_perfci.checks.perf_stat import Counter, PerfStat, normalise_event
+from pytest_perfci.checks.verdict import Finding, State, found
 from pytest_perfci.models.facts import Facts
 
 __all__ = [
+    "Finding",
     "PmcContext",
     "Reason",
     "Status",
@@ -56,6 +58,19 @@ class Reason(str, Enum):
     IMPLAUSIBLE = "implausible ratio"  # beyond the brief: CPI outside what hardware can do
     PARTIAL_PMU = "partial PMU"  # some core events count, others are not supported by this PMU
 
+    @property
+    def code(self) -> str:
+        """The shared reason code (checks.verdict) the matrix and Allure show for this reason."""
+        return _REASON_CODES[self]
+
+
+_REASON_CODES: dict[Reason, str] = {
+    Reason.NO_PMU: "NO-PMU", Reason.PARANOID: "PARANOID", Reason.PERF_MISSING: "NO-PERF",
+    Reason.NOT_SUPPORTED: "UNSUPPORTED", Reason.ZERO: "ZERO", Reason.MULTIPLEXED: "MULTIPLEXED",
+    Reason.NOT_COUNTED: "NOT-COUNTED", Reason.DISAGREE: "DISAGREE", Reason.ONE_READER: "ONE-READER",
+    Reason.IMPLAUSIBLE: "IMPLAUSIBLE", Reason.PARTIAL_PMU: "PARTIAL",
+}
+
 
 class Verdict(BaseModel):
     """One event's verdict; `detail` is the sentence a human reads in a failed assertion."""
@@ -72,6 +87,22 @@ class Verdict(BaseModel):
     @property
     def ok(self) -> bool:
         return self.status is Status.AVAILABLE
+
+    @property
+    def finding(self) -> Finding:
+        """This verdict in the shared vocabulary: readers that disagree fail whatever was expected; a
+        counter that reads zero or a partial PMU say so; any other unavailability is an absence."""
+        if self.status is Status.AVAILABLE:
+            state = State.PARTIAL if self.reason is Reason.PARTIAL_PMU else State.AVAILABLE
+        elif self.status is Status.INCONSISTENT:
+            state = State.FAILED
+        elif self.status is Status.ONE_READER:
+            state = State.ONE_READER
+        else:
+            state = (State.ZERO if self.reason is Reason.ZERO
+                     else State.PARTIAL if self.reason is Reason.PARTIAL_PMU else State.ABSENT)
+        code = self.reason.code if self.reason is not None and state is not State.AVAILABLE else ""
+        return found(state, code, self.line())
 
     def line(self) -> str:
         """``cycles: unavailable (no hardware PMU exposed: ...)``: fits one log or assert line."""

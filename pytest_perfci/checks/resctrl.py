@@ -21,6 +21,7 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict
 
+from pytest_perfci.checks.verdict import Finding, State, found
 from pytest_perfci.models.arch import ARCHES, normalise_arch
 from pytest_perfci.models.cpuinfo import CpuInfo, parse_cpuinfo
 from pytest_perfci.models.procfs import parse_filesystems
@@ -414,6 +415,17 @@ class Reason(str, Enum):
     NO_MPAM = "not applicable (no MPAM resctrl)"
     UNKNOWN = "not enough evidence"
 
+    @property
+    def code(self) -> str:
+        """The shared reason code (checks.verdict) the matrix and Allure show for this reason."""
+        return _REASON_CODES[self]
+
+
+_REASON_CODES: dict[Reason, str] = {
+    Reason.NO_HARDWARE: "NO-HW", Reason.KERNEL_LACKS: "NO-KERNEL", Reason.NOT_MOUNTED: "NO-MOUNT",
+    Reason.MOUNT_FAILED: "NO-MOUNT", Reason.UNUSABLE: "NO-MOUNT", Reason.NO_MPAM: "N/A", Reason.UNKNOWN: "UNKNOWN",
+}
+
 
 class Part(BaseModel):
     """One of the three answers: ok True/False/None (unknown) and the phrase that says it."""
@@ -439,6 +451,14 @@ class Availability(BaseModel):
     @property
     def usable(self) -> bool:
         return self.status is Status.USABLE
+
+    @property
+    def finding(self) -> Finding:
+        """This verdict in the shared vocabulary: usable is available; anything else is an absence with
+        the reason's code (the expectations file decides whether the absence fails the run)."""
+        if self.usable:
+            return found(State.AVAILABLE, "", self.line())
+        return found(State.ABSENT, self.reason.code if self.reason is not None else "UNKNOWN", self.line())
 
     def line(self) -> str:
         """`hardware capable (cat_l3 mba), kernel lacks resctrl (CONFIG_X86_CPU_RESCTRL), not mounted`."""
@@ -597,6 +617,18 @@ class Effect(BaseModel):
     ok: bool
     detail: str
     steps: tuple[str, ...] = ()
+
+    @property
+    def finding(self) -> Finding:
+        """A missing effect on a usable resctrl fails whatever was expected (the suite fails the test):
+        CAT/MBA configured with no measured effect, CMT occupancy far from the buffer it walked, and
+        any other name is a reader pair (judge_bandwidth_pair's label: MBM against the iMC) disagreeing."""
+        if self.ok:
+            return found(State.AVAILABLE, "", self.detail)
+        return found(State.FAILED, _EFFECT_CODES.get(self.name, "DISAGREE"), self.detail)
+
+
+_EFFECT_CODES = {"CAT": "NO-EFFECT", "MBA": "NO-EFFECT", "CMT": "IMPLAUSIBLE"}
 
 
 def judge_bandwidth_pair(resctrl_mbps: float, reference_mbps: float, label: str = "MBM",

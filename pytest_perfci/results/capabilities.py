@@ -15,6 +15,9 @@ class CapabilityRecord(BaseModel):
     ok: bool
     detail: str = ""
     facts: str = ""
+    # the judge's finding in the shared vocabulary (checks.verdict); "" in records written before it
+    state: str = ""
+    code: str = ""
 
 
 def render_capabilities(records: Iterable[CapabilityRecord]) -> list[str]:

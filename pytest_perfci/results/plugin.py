@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from pytest_perfci import allure as allure_mod
+from pytest_perfci.checks.verdict import Finding
 from pytest_perfci.hosts.base import Host
 from pytest_perfci.results import s3
 from pytest_perfci.results.baseline import BaselineError, Baselines, load_baselines
@@ -231,15 +232,19 @@ VERDICTS = (pytest.skip.Exception, pytest.xfail.Exception, pytest.fail.Exception
 
 @pytest.fixture
 def perfci_capability(request: pytest.FixtureRequest) -> Callable[..., None]:
-    """record(capability, ok, detail, host=None): one cell of the end-of-run capability table and matrix.
+    """record(capability, ok, detail, host=None, finding=None): one cell of the end-of-run capability
+    table and matrix. `finding` is the judge's verdict in the shared vocabulary (checks.verdict): the
+    matrix then takes the cell's state and reason code from the judge instead of reading the sentence.
 
     Stored in the report's user_properties so it reaches the controller under xdist too.
     """
     name = _target_name(request)
 
-    def record(capability: str, ok: bool, detail: str = "", host: Host | None = None) -> None:
+    def record(capability: str, ok: bool, detail: str = "", host: Host | None = None,
+               finding: Finding | None = None) -> None:
         summary = host.facts.summary() if host is not None else ""
-        cell = CapabilityRecord(target=name, capability=capability, ok=ok, detail=detail, facts=summary)
+        judged = {"state": finding.state.value, "code": finding.code} if finding is not None else {}
+        cell = CapabilityRecord(target=name, capability=capability, ok=ok, detail=detail, facts=summary, **judged)
         request.node.user_properties.append((CAPABILITY_PROPERTY, cell.model_dump()))
 
     return record
@@ -361,6 +366,7 @@ def records_from_report(report: pytest.TestReport, run_id: str) -> list[ResultRe
             out.append(ResultRecord.model_validate({
                 "name": cell.capability, "kind": "capability", "verdict": "pass" if cell.ok else "unavailable",
                 "metadata": {"detail": cell.detail,
+                             **({"state": cell.state, "code": cell.code} if cell.state else {}),
                              **({"message": m} if (m := concerning(message, cell.capability)) else {})},
                 "run_id": run_id, "test": report.nodeid,
                 "suite": allure_mod.suite_name(Path(report.fspath)), "infrastructure": cap_infra,

@@ -6,6 +6,9 @@ metal host that should count cycles it is a failure; and a cell no test reached 
 FAILED cell therefore never shares a mark, colour or word with an accepted absence, in Markdown,
 HTML, the step summary or the terminal.
 
+The states and codes are the judges' own (checks.verdict); this module adds how each state looks
+and how a recorded cell's state follows from the judge's finding and the test's outcome.
+
 Pure: derives the state from a capability record (ok, detail, the test's outcome and the line of
 the test's failure or xfail message that names the capability); no pytest, no I/O.
 """
@@ -13,21 +16,14 @@ the test's failure or xfail message that names the capability); no pytest, no I/
 from __future__ import annotations
 
 import re
-from enum import Enum
 
 from pydantic import BaseModel
 
+from pytest_perfci.checks.verdict import CODE_MEANINGS, REASON_CODES, State, reason_code
 from pytest_perfci.results.model import ResultRecord
 
-
-class State(str, Enum):
-    AVAILABLE = "available"
-    ABSENT = "absent"  # absent as expected: the test xfailed, passed on an "unavailable" expectation, or none
-    FAILED = "FAILED"  # expected but missing, readers disagree, regression
-    ZERO = "zero"  # counts, but reads zero (as expected, or with no expectation)
-    ONE_READER = "one-reader"  # one of the two readers counts, the other cannot read at all
-    PARTIAL = "partial"  # some of it is there (a partial PMU, some resources)
-    NOT_RUN = "not-run"
+__all__ = ["CODE_MEANINGS", "ORDER", "REASON_CODES", "STYLES", "CellVerdict", "State", "Style", "cell_verdict",
+           "concerning", "reason_code"]
 
 
 class Style(BaseModel):
@@ -54,63 +50,6 @@ STYLES: dict[State, Style] = {
 }
 ORDER: tuple[State, ...] = (State.FAILED, State.AVAILABLE, State.ZERO, State.ONE_READER, State.PARTIAL,
                             State.ABSENT, State.NOT_RUN)
-
-# (pattern searched in the reason, short code): first hit wins, so specific phrases come first. Codes
-# are what a cell shows; the full reason is printed once, as a footnote or tooltip.
-REASON_CODES: tuple[tuple[str, str], ...] = (
-    (r"^regression\b|\bregression:", "REGRESSION"),
-    (r"readers (disagree|inconsistent)|but perf_event_open does not", "DISAGREE"),
-    (r"one reader", "ONE-READER"),
-    (r"\bpartial\b", "PARTIAL"),
-    (r"no hardware PMU", "NO-PMU"),
-    (r"perf_event_paranoid", "PARANOID"),
-    (r"perf not installed", "NO-PERF"),
-    (r"not supported", "UNSUPPORTED"),
-    (r"reads zero|\bzero\b", "ZERO"),
-    (r"multiplexed", "MULTIPLEXED"),
-    (r"not counted", "NOT-COUNTED"),
-    (r"implausible", "IMPLAUSIBLE"),
-    (r"not applicable", "N/A"),
-    (r"no hardware support|no RDT|no MPAM", "NO-HW"),
-    (r"kernel lacks|kernel lists no", "NO-KERNEL"),
-    (r"mount failed|not mounted|unusable", "NO-MOUNT"),
-    (r"\bno \w+ resource|resource missing", "NO-RESOURCE"),
-    (r"unknown", "UNKNOWN"),
-    (r"did not (grow|move|change)|no effect|unchanged", "NO-EFFECT"),
-)
-_CODES = [(re.compile(p, re.IGNORECASE), code) for p, code in REASON_CODES]
-CODE_MEANINGS: dict[str, str] = {
-    "REGRESSION": "a sample left its history band or baseline",
-    "DISAGREE": "the two readers (perf stat, perf_event_open) disagree",
-    "ONE-READER": "only one reader counts",
-    "PARTIAL": "only part of it is there",
-    "NO-PMU": "no hardware PMU exposed",
-    "PARANOID": "blocked by perf_event_paranoid",
-    "NO-PERF": "perf not installed",
-    "UNSUPPORTED": "event not supported",
-    "ZERO": "counter reads zero",
-    "MULTIPLEXED": "multiplexed away",
-    "NOT-COUNTED": "not counted",
-    "IMPLAUSIBLE": "implausible value or ratio",
-    "N/A": "not applicable on this architecture",
-    "NO-HW": "no hardware support",
-    "NO-KERNEL": "the kernel lacks it",
-    "NO-MOUNT": "not mounted or unusable",
-    "NO-RESOURCE": "resource missing",
-    "UNKNOWN": "could not be determined",
-    "NO-EFFECT": "configured, but no measurable effect",
-    "EXPECTED": "expected by the expectations file, observed otherwise",
-    "SKIPPED": "the test was skipped",
-    "OTHER": "see the note",
-}
-
-
-def reason_code(reason: str) -> str:
-    """A short, stable code for a reason sentence ("OTHER" when no pattern knows it)."""
-    for pattern, code in _CODES:
-        if pattern.search(reason):
-            return code
-    return "OTHER"
 
 
 class CellVerdict(BaseModel):
@@ -144,6 +83,19 @@ def _observed(detail: str) -> State:
     return {"ZERO": State.ZERO, "ONE-READER": State.ONE_READER, "PARTIAL": State.PARTIAL}.get(code, State.ABSENT)
 
 
+def _judged(record: ResultRecord) -> tuple[State, str] | None:
+    """The judge's own finding, when the cell carries one (metadata "state"/"code", written since the
+    judges share checks.verdict); None for older records, whose state is read from the sentence."""
+    raw = record.metadata.get("state")
+    if not raw:
+        return None
+    try:
+        state = State(str(raw))
+    except ValueError:
+        return None
+    return state, str(record.metadata.get("code", "") or "")
+
+
 _EXPECTED = re.compile(r"expected [\w-]+( \[[^\]]*\])?, observed [\w-]+:?\s*")
 
 
@@ -160,17 +112,25 @@ def _failure_code(message: str, detail: str, ok: bool) -> str:
 
 def cell_verdict(record: ResultRecord) -> CellVerdict:
     """The state of one capability record. The test's outcome decides between FAILED and an accepted
-    absence; the line of the test's message that names the capability (metadata "message", written by
-    the results plugin) is the full reason when there is one."""
+    absence; the judge's finding (else the detail sentence) says what was observed; the line of the
+    test's message that names the capability (metadata "message", written by the results plugin) is
+    the full reason when there is one."""
     ok = record.verdict == "pass"
     detail = str(record.metadata.get("detail", "") or "")
     message = str(record.metadata.get("message", "") or "")
+    judged = _judged(record)
     outcome = record.outcome
+    if judged is not None and judged[0] is State.NOT_RUN:
+        return CellVerdict(state=State.NOT_RUN, code=judged[1] or "OTHER", reason=message or detail)
     if outcome == "failed":
         if message:
-            return CellVerdict(state=State.FAILED, code=_failure_code(message, detail, ok), reason=message)
+            code = _failure_code(message, detail, ok)
+            if code in ("OTHER", "EXPECTED") and judged is not None and judged[1]:
+                code = judged[1]  # the judge named why ("expected available, observed unavailable: ...")
+            return CellVerdict(state=State.FAILED, code=code, reason=message)
         if not ok:
-            return CellVerdict(state=State.FAILED, code=reason_code(detail), reason=detail or "test failed")
+            code = judged[1] if judged is not None and judged[1] else reason_code(detail)
+            return CellVerdict(state=State.FAILED, code=code, reason=detail or "test failed")
         return CellVerdict(state=State.AVAILABLE, reason=detail)
     if ok:
         return CellVerdict(state=State.AVAILABLE, reason=detail)
@@ -178,4 +138,8 @@ def cell_verdict(record: ResultRecord) -> CellVerdict:
         return CellVerdict(state=State.NOT_RUN, code="SKIPPED", reason=message or detail)
     # xfailed, passed (the expectation said so), or unknown (records written before outcomes were kept)
     reason = message or detail
+    if judged is not None and judged[0] is not State.AVAILABLE:
+        # a FAILED finding on a test that did not fail (an expectation accepted it) is shown as observed absent
+        state = State.ABSENT if judged[0] is State.FAILED else judged[0]
+        return CellVerdict(state=state, code=judged[1] or reason_code(detail or message), reason=reason)
     return CellVerdict(state=_observed(detail), code=reason_code(detail or message), reason=reason)

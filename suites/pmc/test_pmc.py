@@ -55,18 +55,6 @@ pytestmark = pytest.mark.perfci_needs("perf")
 
 
 
-def state_of(verdict: Verdict) -> str:
-    if verdict.reason is Reason.PARTIAL_PMU:
-        return "partial"
-    if verdict.status is Status.INCONSISTENT:
-        return "inconsistent"
-    if verdict.status is Status.ONE_READER:
-        return "one-reader"
-    if verdict.ok:
-        return "available"
-    return "zero" if verdict.reason is Reason.ZERO else "unavailable"
-
-
 def explain(verdict: Verdict) -> str:
     """The reason first (short, for tables), then the evidence behind it."""
     if verdict.reason is None:
@@ -132,7 +120,7 @@ def test_cpi_count(
         exact = expectations.cpi_for(key)
         cpi = judge_cpi(verdicts["cycles"].value or 0.0, verdicts["instructions"].value or 0.0,
                         exact=exact[0] if exact else None)
-        perfci_capability("cpi", cpi.ok, cpi.detail, host=host)
+        perfci_capability("cpi", cpi.ok, cpi.detail, host=host, finding=cpi.finding)
         if verdicts["instructions"].value:
             perfci_record.sample("pmc.cpi", (verdicts["cycles"].value or 0.0) / verdicts["instructions"].value,
                                  "cycles/instruction", "pass" if cpi.ok else "fail", direction="lower")
@@ -142,14 +130,14 @@ def test_cpi_count(
     pmu = judge_pmu(verdicts.values())
     if "pmu" in expected or pmu.reason is Reason.PARTIAL_PMU:
         # Only where it says more than the two events do: a partial PMU, or a target that expects one.
-        perfci_capability("pmu", pmu.ok, cell(pmu), host=host)
-        outcomes.append(decide("pmu", state_of(pmu), explain(pmu), expected.get("pmu")))  # type: ignore[arg-type]
+        perfci_capability("pmu", pmu.ok, cell(pmu), host=host, finding=pmu.finding)
+        outcomes.append(decide("pmu", pmu.finding, explain(pmu), expected.get("pmu")))  # type: ignore[arg-type]
     for event, verdict in verdicts.items():
-        perfci_capability(event, verdict.ok, cell(verdict), host=host)
+        perfci_capability(event, verdict.ok, cell(verdict), host=host, finding=verdict.finding)
         reader = ("perf_event_open only (perf absent), median of 3 runs" if verdict.status is Status.ONE_READER
                   else "perf stat, median of 3 runs")
         record_sample(perfci_record, event, verdict, reader=reader, probe=verdict.other_value)
-        outcomes.append(decide(event, state_of(verdict), explain(verdict), expected.get(event)))  # type: ignore[arg-type]
+        outcomes.append(decide(event, verdict.finding, explain(verdict), expected.get(event)))  # type: ignore[arg-type]
     conclude(outcomes)
 
 
@@ -174,8 +162,8 @@ def test_counters(
         probe, raw = run_probe(host, probe_path, [event], repeat=1, user_only=True)
         perfci_record.attach("perf_event_open probe", f"{raw.stdout}\n--- stderr ---\n{raw.stderr}")
         verdict = judge_probe_alone(event, probe.first_errno(event), probe.median(event), pmc_context)
-    perfci_capability(event, verdict.ok, cell(verdict), host=host)
+    perfci_capability(event, verdict.ok, cell(verdict), host=host, finding=verdict.finding)
     record_sample(perfci_record, event, verdict,
                   reader="perf stat" if pmc_context.perf_installed else "perf_event_open only (perf absent)")
     expected = expectations.for_target(target_key(host)).get(event)
-    conclude([decide(event, state_of(verdict), explain(verdict), expected)])  # type: ignore[arg-type]
+    conclude([decide(event, verdict.finding, explain(verdict), expected)])  # type: ignore[arg-type]

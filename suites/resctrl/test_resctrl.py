@@ -82,12 +82,12 @@ def test_availability(host: Host, resctrl: Observation, expectations: Expectatio
     perfci_capability("resctrl_kernel", bool(a.kernel.ok), a.kernel.phrase, host=host)
     perfci_capability("resctrl_mount", bool(a.runtime.ok), a.runtime.phrase or f"not mountable: {a.kernel.phrase}",
                       host=host)
-    perfci_capability("resctrl", a.usable, a.line(), host=host)
+    perfci_capability("resctrl", a.usable, a.line(), host=host, finding=a.finding)
     outcomes = []
     hw_expected = expected(host, expectations, "rdt_hardware")
     if hw_expected is not None:
         outcomes.append(decide("rdt_hardware", hw_state, a.hardware.phrase, hw_expected))
-    outcomes.append(decide("resctrl", "available" if a.usable else "unavailable", a.line(),
+    outcomes.append(decide("resctrl", a.finding, a.line(),
                            expected(host, expectations, "resctrl")))
     conclude(outcomes)
 
@@ -164,7 +164,7 @@ def test_cat(host: Host, level: str, resctrl: Observation, resctrl_prober: Probe
         perfci_record.sample(f"resctrl.{cap}.llc_misses.{effective.bit_count()}ways", points[-1][1], "misses",
                              mask=f"{effective:#x}", span_bytes=span, runs=len(counts))
     effect = judge_cat_sweep(points, enforce=host.facts.cpu_vendor == "intel")
-    perfci_capability(cap, effect.ok, effect.detail, host=host)
+    perfci_capability(cap, effect.ok, effect.detail, host=host, finding=effect.finding)
     if not effect.ok:
         pytest.fail(f"{level} CAT has no measurable effect: {effect.detail} ({'; '.join(notes)})", pytrace=False)
 
@@ -211,7 +211,7 @@ def test_mba(host: Host, resctrl: Observation, resctrl_prober: Prober, resctrl_g
             detail += f"; {pair.detail}"
             if not pair.ok:
                 effect = pair
-    perfci_capability("mba", effect.ok, detail, host=host)
+    perfci_capability("mba", effect.ok, detail, host=host, finding=effect.finding)
     if not effect.ok:
         pytest.fail(f"MBA: {detail}", pytrace=False)
 
@@ -278,7 +278,7 @@ def test_monitoring(host: Host, resctrl: Observation, resctrl_prober: Prober,
                                expected(host, expectations, "llc_occupancy")))
     else:
         cmt = judge_cmt(statistics.fmean(occupancy), span)
-        perfci_capability("llc_occupancy", cmt.ok, cmt.detail, host=host)
+        perfci_capability("llc_occupancy", cmt.ok, cmt.detail, host=host, finding=cmt.finding)
         perfci_record.sample("resctrl.llc_occupancy.bytes", statistics.fmean(occupancy), "bytes",
                              "pass" if cmt.ok else "fail", span_bytes=span)
         if not cmt.ok:
