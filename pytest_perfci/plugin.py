@@ -29,7 +29,7 @@ from pytest_perfci.settings import (
     option_specs,
     read_pyproject_table,
 )
-from pytest_perfci.stash import SESSION_KEY, SETTINGS_KEY
+from pytest_perfci.stash import SESSION_KEY, SETTINGS_KEY, TARGET_PROPERTY
 from pytest_perfci.tags import suite_tag
 
 if TYPE_CHECKING:
@@ -298,6 +298,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             except KeyError:  # a test that parametrises `host` itself
                 continue
             _catalogue_skip(item, session, name)
+            item.user_properties.append((TARGET_PROPERTY, name))  # a skip's report names its target
             if requested:  # ids carry the real type; what the user typed stays in the metadata
                 item.user_properties.append((REQUESTED_PROPERTY, requested))
 

@@ -1,4 +1,5 @@
-"""The pytest stash keys that more than one module reads: the run's settings and provider session.
+"""The pytest stash keys (and report properties) that more than one module reads: the run's settings and
+provider session, and the target a test id runs on.
 
 Why not in plugin.py: the results plugin reads both; importing the keys from plugin.py made results
 import the plugin back (inside functions, to dodge the import circle). Keys that one module sets and
@@ -19,3 +20,7 @@ if TYPE_CHECKING:
 # config.stash, set by pytest_perfci.plugin at configure time
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SESSION_KEY = pytest.StashKey["ProviderSession"]()
+
+# item.user_properties, set by pytest_perfci.plugin at collection: the target a test id runs on, so a
+# test skipped before any fixture ran still names it (results.plugin writes "not run" columns from it)
+TARGET_PROPERTY = "perfci_target"

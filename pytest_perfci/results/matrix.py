@@ -45,6 +45,7 @@ KNOWN: tuple[tuple[str, str], ...] = (
     ("mba", "MBA"),
     ("llc_occupancy", "monitoring: LLC occupancy (CMT)"),
     ("mbm", "monitoring: memory bandwidth (MBM)"),
+    ("target", "target came up"),
 )
 _ORDER = {name: i for i, (name, _) in enumerate(KNOWN)}
 _LABEL = dict(KNOWN)
@@ -115,7 +116,12 @@ class Matrix(BaseModel):
         return out
 
 
+# The row a run shows when no target recorded any capability (every target's column is "not run").
+TARGET_ROW = "target"
+
+
 def build_matrix(records: Iterable[ResultRecord]) -> Matrix:
+    records = list(records)
     caps = [r for r in records if r.kind == "capability"]
     caps.sort(key=lambda r: r.recorded_at)
     m = Matrix()
@@ -128,9 +134,27 @@ def build_matrix(records: Iterable[ResultRecord]) -> Matrix:
             recorded_at=r.recorded_at)
         if r.run_id and r.run_id not in m.run_ids:
             m.run_ids.append(r.run_id)
+    _not_run_columns(m, [r for r in records if r.kind == "target"])
     m.capabilities = sorted(m.cells, key=lambda c: (_ORDER.get(c, len(_ORDER)), c))
     m.columns = sorted(m.hosts, key=lambda c: (m.hosts[c].arch, m.hosts[c].kind, c))
     return m
+
+
+def _not_run_columns(m: Matrix, targets: list[ResultRecord]) -> None:
+    """A target no test ran on: its column, every cell "not run" with the target's reason code and the
+    full reason (once, as a note). A column that has cells of its own (another run merged in) keeps them."""
+    for r in targets:
+        column = r.infrastructure.label
+        v = cell_verdict(r)
+        if column not in m.hosts:
+            m.hosts[column] = r.infrastructure
+        if r.run_id and r.run_id not in m.run_ids:
+            m.run_ids.append(r.run_id)
+        for cap in list(m.cells) or [TARGET_ROW]:
+            row = m.cells.setdefault(cap, {})
+            if column not in row:
+                row[column] = Cell(state=State.NOT_RUN, code=v.code, reason=v.reason, test=r.test, run_id=r.run_id,
+                                   recorded_at=r.recorded_at)
 
 
 def label(capability: str) -> str:

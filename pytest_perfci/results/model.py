@@ -28,7 +28,10 @@ SampleVerdict = Literal["pass", "fail", "unavailable", "info"]
 # Which way is good, for baselines and history bands: "higher" (throughput), "lower" (latency, CPI),
 # "both" (a count that should not move either way).
 Direction = Literal["higher", "lower", "both"]
-Kind = Literal["measurement", "capability"]
+# target: a target no test ran on (it never came up, or every test of it was skipped): one line with
+# the reason (metadata state "not-run", code, detail), so the matrix shows its column as not run.
+# Files written before this kind existed hold only the other two and read the same.
+Kind = Literal["measurement", "capability", "target"]
 
 
 def utcnow() -> datetime:

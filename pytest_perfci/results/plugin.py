@@ -38,8 +38,8 @@ from pytest_perfci.results.model import (
     git_commit,
 )
 from pytest_perfci.results.scrub import scrub_bytes, scrub_text
-from pytest_perfci.results.states import concerning, reason_code
-from pytest_perfci.stash import SESSION_KEY, SETTINGS_KEY
+from pytest_perfci.results.states import concerning, not_run, reason_code
+from pytest_perfci.stash import SESSION_KEY, SETTINGS_KEY, TARGET_PROPERTY
 
 SAMPLE_PROPERTY = "perfci_sample"
 INFRA_PROPERTY = "perfci_infrastructure"
@@ -330,8 +330,15 @@ def test_outcome(report: pytest.TestReport) -> tuple[str, str]:
     if report.failed:
         return "failed", scrub_text(failure_text(report))
     if report.skipped and isinstance(report.longrepr, tuple):
-        return "skipped", str(report.longrepr[2]).removeprefix("Skipped: ")
+        return "skipped", skip_reason(report)
     return report.outcome, ""
+
+
+def skip_reason(report: pytest.TestReport) -> str:
+    """A skipped report's reason, as pytest.skip() was given it."""
+    if isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    return str(report.longrepr or "")
 
 
 def failure_text(report: pytest.TestReport) -> str:
@@ -389,8 +396,16 @@ class ResultsCollector:
         self.notes: list[str] = []
         self.errors: list[str] = []
         self.matrix_paths: list[Path] = []
+        self.ran: set[str] = set()  # targets a test's call phase reached
+        self.skipped: dict[str, list[str]] = {}  # target -> skip reasons of its tests, before the call phase
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        target = next((str(v) for k, v in report.user_properties if k == TARGET_PROPERTY), None)
+        if target is not None:
+            if report.when == "call":
+                self.ran.add(target)
+            elif report.when == "setup" and report.skipped:
+                self.skipped.setdefault(target, []).append(skip_reason(report))
         if report.when != "call":
             return
         for key, value in report.user_properties:
@@ -403,9 +418,33 @@ class ResultsCollector:
             self.records.extend(records)
             self.writer.write(records)
 
+    def not_run_records(self) -> list[ResultRecord]:
+        """One "target" record per target no test ran on (never came up, or every test skipped)."""
+        psession = self.config.stash.get(SESSION_KEY, None)
+        out = []
+        for target, skips in self.skipped.items():
+            if target in self.ran:
+                continue
+            try:
+                instance_type = psession.target(target).instance_type if psession is not None else None
+            except KeyError:
+                instance_type = None
+            v = not_run(target, skips)
+            infra = self.infras.get(target) or Infrastructure(
+                provider=self.state.provider, target=target, instance_type=instance_type, run_id=self.state.run_id,
+                git_commit=self.state.git_commit)
+            out.append(ResultRecord(name=target, kind="target", verdict="unavailable", run_id=self.state.run_id,
+                                    metadata={"state": v.state.value, "code": v.code, "detail": v.reason},
+                                    infrastructure=infra))
+        return out
+
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        unreached = self.not_run_records()
+        if unreached:
+            self.records.extend(unreached)
+            self.writer.write(unreached)
         files: list[Path] = [self.writer.path] if self.writer.count else []
-        if any(r.kind == "capability" for r in self.records):
+        if any(r.kind in ("capability", "target") for r in self.records):
             md, html, _ = write_matrix(self.records, self.state.run_dir,
                                        title=f"perfci capability matrix ({self.state.run_id})")
             self.matrix_paths = [md, html]
@@ -439,12 +478,13 @@ class ResultsCollector:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         self._results_summary(terminalreporter)
-        if self.capabilities:
+        if self.capabilities or any(r.kind == "target" for r in self.records):
             from pytest_perfci.results.terminal import grid
 
             terminalreporter.write_sep("=", "perfci capabilities")
             heads = {c.target: c.facts for c in self.capabilities if c.facts}
             _write_lines(terminalreporter, grid(build_matrix(self.records), heads))
+        if self.capabilities:
             path = write_capabilities(self.capabilities, self.state.run_dir)
             terminalreporter.write_line(f"capabilities written to {path}")
 
@@ -454,8 +494,10 @@ class ResultsCollector:
         tr.write_sep("=", "perfci results")
         samples = [r for r in self.records if r.kind == "measurement"]
         if self.writer.count:
-            tr.write_line(f"{len(samples)} samples, {len(self.records) - len(samples)} capability cells "
-                          f"written to {self.writer.path}")
+            cells = sum(r.kind == "capability" for r in self.records)
+            down = sum(r.kind == "target" for r in self.records)
+            tr.write_line(f"{len(samples)} samples, {cells} capability cells"
+                          + (f", {down} target(s) not run" if down else "") + f" written to {self.writer.path}")
         if samples:
             from pytest_perfci.results.terminal import samples_table
 

@@ -143,3 +143,16 @@ def cell_verdict(record: ResultRecord) -> CellVerdict:
         state = State.ABSENT if judged[0] is State.FAILED else judged[0]
         return CellVerdict(state=state, code=judged[1] or reason_code(detail or message), reason=reason)
     return CellVerdict(state=_observed(detail), code=reason_code(detail or message), reason=reason)
+
+
+def not_run(target: str, skipped: list[str]) -> CellVerdict:
+    """Why no test ran on a target, from the skip reasons of its tests: the target never came up
+    (UNREACHABLE, the provider's own message) or every test of it was skipped (DESELECTED: markers
+    excluded them, or a skip said why). Each distinct reason once, in the order the tests met them."""
+    prefix = f"target {target} unavailable: "
+    down = [s.removeprefix(prefix) for s in skipped if s.startswith(prefix)]
+    if down:
+        return CellVerdict(state=State.NOT_RUN, code="UNREACHABLE", reason=down[0])
+    reasons = list(dict.fromkeys(s for s in skipped if s))
+    return CellVerdict(state=State.NOT_RUN, code="DESELECTED",
+                       reason="; ".join(reasons) or f"every test of {target} was skipped")
