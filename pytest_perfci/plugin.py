@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Collection, Generator, Iterator
+from collections.abc import Collection, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from pytest_perfci.cleanup import signals
 from pytest_perfci.hosts.base import Host
 from pytest_perfci.prepare import steps as prepare_steps
 from pytest_perfci.prepare.needs import NeedError
+from pytest_perfci.progress import Board, live_terminal
 from pytest_perfci.providers.base import Pair, Provider, TargetUnavailable, WorkerInput
 from pytest_perfci.session import TeardownIncomplete
 from pytest_perfci.settings import (
@@ -159,20 +160,59 @@ def provider_context(config: pytest.Config) -> ProviderContext:
     )
 
 
-def progress_printer(config: pytest.Config) -> Callable[[str], None]:
-    """Progress lines on the real terminal, even from inside a captured fixture setup."""
+BOARD_KEY = pytest.StashKey[Board]()
 
-    def emit(line: str) -> None:
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+def progress_printer(config: pytest.Config) -> Board:
+    """Progress lines on the real terminal, even from inside a captured fixture setup: the run's one
+    Board (pytest_perfci.progress), so a target's status lines rewrite one line in place on a TTY and
+    repeat no identical poll elsewhere."""
+    board = config.stash.get(BOARD_KEY, None)
+    if board is not None:
+        return board
+
+    def reporter() -> Any:
+        return config.pluginmanager.get_plugin("terminalreporter")
+
+    def write(text: str) -> None:
+        tr = reporter()
         capman = config.pluginmanager.get_plugin("capturemanager")
         with capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext():
-            if reporter is not None:
-                reporter.write_line(f"perfci: {line}")
+            if tr is not None:
+                tr.ensure_newline()  # after pytest's "path/test_x.py " (no newline yet)
+                tr.write(text, flush=True)
             else:  # configure time (no reporter yet) or an xdist worker
-                sys.stderr.write(f"perfci: {line}\n")
+                sys.stderr.write(text)
                 sys.stderr.flush()
 
-    return emit
+    def live() -> bool:
+        tr = reporter()
+        return tr is not None and live_terminal(bool(tr.isatty()))
+
+    board = Board(write, live=live, width=lambda: reporter()._tw.fullwidth if reporter() is not None else 80)
+    config.stash[BOARD_KEY] = board
+    return board
+
+
+def _settle(config: pytest.Config) -> None:
+    board = config.stash.get(BOARD_KEY, None)
+    if board is not None:
+        board.settle()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Generator[None, Any, Any]:
+    """A fixture that waited for targets (the `host` fixture) has returned: pytest writes next, so the
+    live status block is left as it stands."""
+    try:
+        return (yield)
+    finally:
+        _settle(request.config)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    _settle(session.config)  # targets brought up at configure/session start (xdist handoff)
 
 
 @pytest.hookimpl(trylast=True)

@@ -162,8 +162,12 @@ def test_end_to_end_session_with_the_subclass(dirs_registered: None, pytester: p
     result.assert_outcomes(passed=2, skipped=1)
     result.stdout.fnmatch_lines(["*target gone unavailable: no capacity for gone*"])
     assert not list((results / "dirs" / "run-e2e").glob("*")), "release_all removed every directory"
-    records = [json.loads(line) for line in (results / "run-e2e" / "results.ndjson").read_text().splitlines()]
+    lines = [json.loads(line) for line in (results / "run-e2e" / "results.ndjson").read_text().splitlines()]
+    records = [r for r in lines if r["kind"] != "target"]
     assert sorted(r["infrastructure"]["target"] for r in records) == ["alpha", "beta"]
+    # the target that never came up: one "not run" record with the provider's reason (issue 15)
+    assert [(r["name"], r["metadata"]["code"], r["metadata"]["detail"]) for r in lines if r["kind"] == "target"] == [
+        ("gone", "UNREACHABLE", "no capacity for gone")]
     assert {r["infrastructure"]["provider"] for r in records} == {"dirs"}
     assert {r["infrastructure"]["availability_zone"] for r in records} == {"dir-zone-1"}
 

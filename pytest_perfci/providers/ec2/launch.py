@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 from botocore.exceptions import ClientError, WaiterError
 
 from pytest_perfci.cleanup.ledger import Ledger
+from pytest_perfci.progress import status
 from pytest_perfci.providers.base import TargetUnavailable
 from pytest_perfci.providers.ec2.network import tag_spec
 
@@ -199,7 +200,7 @@ def launch(
             instance = resp["Instances"][0]
             ledger.record(run_id, "created", "instance", id=instance["InstanceId"], token=token, region=region,
                           data={"instance_type": spec.instance_type, "zone": zone, "market": market})
-            progress(f"{spec.instance_type}: {instance['InstanceId']} launched in {zone} ({market})")
+            progress(status(spec.instance_type, f"{instance['InstanceId']} launched in {zone} ({market})"))
             return dict(instance)
     raise CapacityUnavailable(spec.instance_type, attempts)
 
@@ -220,7 +221,8 @@ def wait_running(
     """Wait (boto3 waiter instance_running) for {instance id: type}; returns their descriptions.
 
     Progress lines come from the waiter's own DescribeInstances polls (an after-call event hook),
-    so there is no polling loop of ours: `<type> <id> <state> <n>s`.
+    so there is no polling loop of ours: `<type> <id> <state> <n>s`, each a progress.StatusLine of
+    its type (rewritten in place on a terminal, an unchanged state not repeated elsewhere).
     """
     if not instances:
         return {}
@@ -233,7 +235,9 @@ def wait_running(
                 iid = inst.get("InstanceId")
                 if iid in instances:
                     state = inst.get("State", {}).get("Name", "?")
-                    progress(f"{instances[iid]} {iid} {state} {time.monotonic() - start:.0f}s")
+                    took = time.monotonic() - start
+                    progress(status(instances[iid], f"{iid} {state}", took,
+                                    text=f"{instances[iid]} {iid} {state} {took:.0f}s"))
 
     ec2.meta.events.register("after-call.ec2.DescribeInstances", report, unique_id=hook_id)
     try:

@@ -43,6 +43,7 @@ from pytest_perfci.models.instance_types import InstanceTypeInfo
 from pytest_perfci.models.preparation import Preparation
 from pytest_perfci.prepare import host as prepare_host
 from pytest_perfci.prepare.script import boot_snippet
+from pytest_perfci.progress import status
 from pytest_perfci.providers.base import KeptHost, Provider, ProviderContext, Target, WorkerHandle
 from pytest_perfci.providers.ec2 import claim, clock, network, userdata
 from pytest_perfci.providers.ec2.ami import AmiResolver, Image
@@ -546,7 +547,9 @@ class EC2Provider(Provider):
         until = self._heartbeat.ready(ssh, [iid, *record.volume_ids])  # the TTL counts from readiness
         self.progress(f"{itype} {iid}: self-destruct at {until:%Y-%m-%dT%H:%M:%SZ} (ready + TTL)")
         self._hosts[itype] = ssh
-        self.progress(f"{itype} {iid} ready {time.monotonic() - started:.0f}s ({user}@{host}:{port})")
+        took = time.monotonic() - started
+        self.progress(status(itype, f"{iid} ready ({user}@{host}:{port})", took,
+                             text=f"{itype} {iid} ready {took:.0f}s ({user}@{host}:{port})"))
         return ssh
 
     def _wait_ssh(self, ssh: SSHHost, itype: str, iid: str, started: float) -> None:
@@ -560,7 +563,9 @@ class EC2Provider(Provider):
             ssh.run("true", timeout=max(5.0, self.ssh_connect_timeout * 3))
 
         def waiting(e: BaseException, _delay: float, _n: int) -> None:
-            self.progress(f"{itype} {iid} ssh-wait {time.monotonic() - started:.0f}s ({type(e).__name__})")
+            took = time.monotonic() - started
+            self.progress(status(itype, f"{iid} ssh-wait ({type(e).__name__})", took,
+                                 text=f"{itype} {iid} ssh-wait {took:.0f}s ({type(e).__name__})"))
 
         try:
             backoff(not_up_yet, first=1.0, cap=15.0, within=self.ssh_ready_timeout, on_retry=waiting)(attempt)
@@ -578,9 +583,11 @@ class EC2Provider(Provider):
             raise EC2SetupError(f"{itype} {iid}: waiting for cloud-init failed: {e}") from None
         elapsed = time.monotonic() - started
         if out == "absent":
-            self.progress(f"{itype} {iid}: no cloud-init on the host; not waiting for it ({elapsed:.0f}s)")
+            self.progress(status(itype, f"{iid} ssh ready, no cloud-init", elapsed,
+                                 text=f"{itype} {iid}: no cloud-init on the host; not waiting for it ({elapsed:.0f}s)"))
         elif out in ("cloud-init 0", "cloud-init 2"):  # 2 = finished with recoverable errors
-            self.progress(f"{itype} {iid}: cloud-init done ({out.split()[1]}) {elapsed:.0f}s")
+            self.progress(status(itype, f"{iid} ssh ready, cloud-init done ({out.split()[1]})", elapsed,
+                                 text=f"{itype} {iid}: cloud-init done ({out.split()[1]}) {elapsed:.0f}s"))
         else:
             self.progress(f"{itype} {iid}: cloud-init reported {out!r}; continuing {elapsed:.0f}s")
 
