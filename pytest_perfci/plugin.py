@@ -234,6 +234,7 @@ def pytest_configure_node(node: Any) -> None:
         handles=session.export_all() if session.shares_hosts else None,
     )
     node.workerinput[WorkerInput.KEY] = handoff.model_dump_json()
+    _settle(node.config)  # the hosts are up; xdist writes next, so the live status block stays as it is
 
 
 LATE_SHIELD_KEY = pytest.StashKey[contextlib.ExitStack]()

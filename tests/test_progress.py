@@ -86,6 +86,12 @@ def test_live_output_keeps_one_line_per_target_on_the_screen() -> None:
     board(status("c6g.metal", "i-0c pending", 3))
     board(status("c6g.metal", "i-0c running", 30))
     assert screen_of("".join(out), onlcr=True)[-2:] == ["tests/test_x.py .", "perfci: c6g.metal: i-0c running 30 s"]
+    board.settle()
+    out.append("[gw0] PASSED tests/test_x.py::test_y\n")  # anything written after the block stays
+    board("teardown: terminating 3 instance(s)")
+    assert screen_of("".join(out), onlcr=True)[-3:] == [
+        "perfci: c6g.metal: i-0c running 30 s", "[gw0] PASSED tests/test_x.py::test_y",
+        "perfci: teardown: terminating 3 instance(s)"]
 
 
 def test_a_long_live_line_is_cut_to_the_terminal_width() -> None:
