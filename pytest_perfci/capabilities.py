@@ -34,4 +34,11 @@ def detect(host: Host, capability: str) -> tuple[bool, str]:
             return False, verdict.hardware.phrase
         where = " in /proc/filesystems" if verdict.kernel.phrase.startswith("kernel lists no") else ""
         return False, f"{verdict.kernel.phrase}{where}; {verdict.hardware.phrase}"
+    if capability == "gpu":
+        # The driver part of the GPU probe (no CUDA context): present when nvidia-smi lists a GPU.
+        from pytest_perfci.checks.gpu import presence
+        from pytest_perfci.collect.gpu import gather
+
+        report, _ = gather(host, cuda=False)
+        return presence(report)
     raise ValueError(f"unknown capability {capability!r}")

@@ -17,17 +17,20 @@ from pytest_perfci.models.facts import Facts
 from pytest_perfci.models.instance_query import Query, is_query
 from pytest_perfci.models.instance_types import INSTANCE_TYPE_RE, closest_names
 
-CAPABILITIES = ("pmc", "resctrl")
+CAPABILITIES = ("pmc", "resctrl", "gpu")
 
 MARKERS = {
     "instance_type": "instance_type(*types): run only on targets of these EC2 instance types, or of types "
     'matching an attribute query: instance_type(metal=True, arch="x86_64", vendor="intel") or '
-    'instance_type("arch=arm64,metal=true"); keys arch, vendor, metal, family, name, vcpus. A test fits '
+    'instance_type("arch=arm64,metal=true"); keys arch, vendor, metal, family, name, vcpus, gpu, gpus, '
+    'gpu_model, gpu_memory (instance_type("gpus>=4"), instance_type(gpu="nvidia")). A test fits '
     "when any name or query matches; other targets skip with a reason naming them.",
     "arch": 'arch("x86_64"|"arm64"): run only on targets of this CPU architecture.',
     "metal": "metal: run only on bare-metal targets (not virtualised).",
-    "requires": "requires(pmc=True, resctrl=True): run only where the host has (or, with False, lacks) "
-    "the capability; pmc = cycles and instructions count, resctrl = the resctrl filesystem is available.",
+    "requires": "requires(pmc=True, resctrl=True, gpu=True): run only where the host has (or, with False, "
+    "lacks) the capability; pmc = cycles and instructions count, resctrl = the resctrl filesystem is "
+    "available, gpu = an NVIDIA GPU the driver answers for (nvidia-smi lists one). On EC2 a type whose "
+    "DescribeInstanceTypes entry has no GpuInfo skips gpu=True before any instance is created.",
 }
 
 # capability name -> (present?, one-line explanation)
@@ -125,6 +128,14 @@ def catalogue_reason(marks: Iterable[pytest.Mark], target: str, attrs: Any) -> s
                 return f"target {target} is {attrs.arch} ({attrs.name}), test needs arch {want}"
         elif mark.name == "metal" and not attrs.metal:
             return f"target {target} is a virtualised instance type ({attrs.name}), test needs metal"
+        elif mark.name == "requires" and "gpu" in mark.kwargs and hasattr(attrs, "gpu_count"):
+            wanted = bool(mark.kwargs["gpu"])
+            if wanted and not attrs.gpu_count:
+                return (f"target {target} lacks gpu ({attrs.name}: DescribeInstanceTypes lists no GpuInfo), "
+                        "test requires gpu=True")
+            if not wanted and attrs.gpu_count:
+                gpus = "; ".join(g.line() for g in attrs.gpus)
+                return f"target {target} has gpu ({attrs.name}: {gpus}), test requires gpu=False"
     return None
 
 

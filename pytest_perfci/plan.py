@@ -32,6 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pytest_perfci.aws.clients import client, session
 from pytest_perfci.cleanup.ledger import Ledger
+from pytest_perfci.models.instance_types import GpuInfo
 from pytest_perfci.providers.ec2 import network
 from pytest_perfci.providers.ec2.catalog import Catalog
 from pytest_perfci.providers.ec2.launch import quota_for
@@ -309,6 +310,7 @@ class PlannedType:
     user: str
     zones: list[str]
     price: Price
+    gpus: tuple[GpuInfo, ...] = ()  # DescribeInstanceTypes GpuInfo (G and P types count against their own quotas)
 
     @property
     def usd_per_hour(self) -> float | None:
@@ -422,7 +424,7 @@ def build_plan(
         types.append(PlannedType(
             instance_type=name, arch=info.arch, vcpus=info.vcpus, memory_mib=info.memory_mib, metal=info.metal,
             count=1, ami=image.ami, ami_name=image.name, ami_source=image.source, user=image.user, zones=zones,
-            price=price_source.price(region, name),
+            price=price_source.price(region, name), gpus=info.gpus,
         ))
     if lookup_error:
         warnings.append(f"the run would fail: cannot find this machine's public address for the SSH rule "
@@ -481,8 +483,9 @@ def render_text(plan: Plan) -> list[str]:
     for row in [header, *rows]:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     for t in plan.types:
+        gpus = f"; GPUs {', '.join(g.line() for g in t.gpus)}" if t.gpus else ""
         lines.append(f"  {t.instance_type}: AMI {t.ami} {t.ami_name} (from {t.ami_source}); "
-                     f"zones {', '.join(t.zones) or 'none'}" + (f"; price: {t.price.note}" if t.price.note else ""))
+                     f"zones {', '.join(t.zones) or 'none'}{gpus}" + (f"; price: {t.price.note}" if t.price.note else ""))
     lines.append(f"instances: {plan.instances} (one per type, whatever -n is), {plan.vcpus} vCPU")
     unpriced = f" (without {', '.join(plan.unpriced)}: no price)" if plan.unpriced else ""
     spot_note = "; spot is usually cheaper, on-demand shown as the ceiling" if plan.spot else ""
@@ -522,6 +525,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             "instance_type": t.instance_type, "arch": t.arch, "vcpus": t.vcpus, "memory_mib": t.memory_mib,
             "metal": t.metal, "count": t.count, "ami": t.ami, "ami_name": t.ami_name, "ami_source": t.ami_source,
             "user": t.user, "zones": t.zones, "usd_per_hour": t.price.usd_per_hour, "price_note": t.price.note,
+            "gpus": [g.model_dump() for g in t.gpus],
         } for t in plan.types],
         "instances": plan.instances,
         "vcpus": plan.vcpus,

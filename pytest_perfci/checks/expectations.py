@@ -22,6 +22,18 @@ State = Literal["available", "unavailable", "zero", "partial"]
 STATES: tuple[str, ...] = ("available", "unavailable", "zero", "partial")
 
 
+class GpuExpectation(BaseModel):
+    """The GPUs a type has, as AWS's instance-type pages state them (for hosts without a catalogue:
+    local and inventory machines known by their DMI instance type). The EC2 provider uses
+    DescribeInstanceTypes GpuInfo instead."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(gt=0)
+    model: str = Field(min_length=1)  # AWS's name: A10G, L4, A100, H100, T4g
+    memory_gib: float = Field(gt=0)  # per GPU
+
+
 class Expectation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -33,6 +45,8 @@ class Expectation(BaseModel):
     tolerance: dict[str, float] = {}
     # The cycles/instructions ratio this target must show exactly (a twin at -icount shift=0: 1.0).
     cpi: float | None = Field(default=None, gt=0)
+    # suites/gpu: the GPUs of the type (count, model, memory per GPU)
+    gpu: GpuExpectation | None = None
 
     @field_validator("tolerance")
     @classmethod
@@ -77,6 +91,14 @@ class Expectations(BaseModel):
         for entry in self._entries(key):
             if event in entry.tolerance:
                 found = (entry.tolerance[event], entry.source)
+        return found
+
+    def gpu_for(self, key: str | None) -> tuple[GpuExpectation, str] | None:
+        """(the type's GPUs, source) for a target, None when no entry states them."""
+        found = None
+        for entry in self._entries(key):
+            if entry.gpu is not None:
+                found = (entry.gpu, entry.source)
         return found
 
     def cpi_for(self, key: str | None) -> tuple[float, str] | None:

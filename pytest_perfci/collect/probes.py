@@ -17,6 +17,7 @@ from pytest_perfci.hosts.base import Host
 PROBES: Final = {
     "pmc_reader.py": ("pmc_reader.py",),
     "resctrl_probe.py": ("resctrl_probe.py", "pmc_reader.py"),
+    "gpu_probe.py": ("gpu_probe.py",),
 }
 
 

@@ -11,14 +11,23 @@ Spelling of one item
             m7i.metal-48xl) is an alias for the family's smallest metal size by vCPUs, and the run says
             so in one line. Anything else unknown is an error naming the closest real names.
     QUERY   TERM[,TERM...] with TERM = KEY=VALUE[|VALUE...]  ('|' separates alternatives), e.g.
-            arch=arm64,metal=true,family=c7g|m7g
+            arch=arm64,metal=true,family=c7g|m7g; the counted keys also take KEY>=N, KEY>N, KEY<=N, KEY<N
+            (gpus>=4, vcpus<=16, gpu_memory>=40GiB).
             Keys:
               arch    x86_64 | arm64            (amd64, x86-64, aarch64 accepted)
               vendor  intel | amd | aws         (graviton accepted for aws)
               metal   true | false              (DescribeInstanceTypes BareMetal)
               family  glob over family names    c7g, m7*, c7g|m7g
               name    glob over full names      m7i.metal*, *.metal
-              vcpus   N, N-M, N- or -M          96, 64-128, 64-
+              vcpus   N, N-M, N- or -M          96, 64-128, 64- (or vcpus>=64)
+              gpu     nvidia | amd | ... | true | false   GPU maker (GpuInfo.Gpus[].Manufacturer); true:
+                                                any GPU, false: none
+              gpus    count, as vcpus           gpus>=4, gpus=8, gpus=1-2 (0 for a type without GPUs)
+              gpu_model   glob over the API's GPU name   a10g, l4, a100|h100, t4*  (case-insensitive)
+              gpu_memory  memory per GPU as vcpus, in GiB unless MiB is said: gpu_memory>=40,
+                                                gpu_memory>=40GiB, gpu_memory=16384MiB. The API's figure
+                                                is per device and exact: g5's A10G is 22888 MiB
+                                                (22.35 GiB), so gpu_memory>=24 does not match it.
               pick    smallest | largest        one type of the matches: fewest / most vCPUs
             A query matching more than --perfci-max-types types (default 8) is an error showing the
             count and the first matches, so nobody provisions forty metal machines by accident.
@@ -32,6 +41,10 @@ items (as does repeating --instance-type), which is how two queries are given in
     --instance-type 'arch=arm64,metal=true;vendor=amd,metal=true'
 A key repeated within one query is an error that says to use ';'.
 
+GPU terms read DescribeInstanceTypes GpuInfo (moto's catalogue carries it too); a host known only by
+its facts (local, inventory) has no GPU attributes, so a GPU term never matches it: use the marker
+requires(gpu=True), decided on the host itself, for that.
+
 Vendor: ProcessorInfo.Manufacturer of DescribeInstanceTypes (Intel, AMD, AWS), which moto's
 catalogue carries too; when absent, the family letter convention (instance_types.vendor_from_family).
 """
@@ -39,6 +52,7 @@ catalogue carries too; when absent, the family letter convention (instance_types
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +61,12 @@ from pytest_perfci.models.arch import ARCHES, normalise_arch
 from pytest_perfci.models.instance_types import InstanceTypeInfo, UnknownInstanceType, closest_names
 
 DEFAULT_MAX_TYPES = 8
-KEYS = ("arch", "vendor", "metal", "family", "name", "vcpus", "pick")
+KEYS = ("arch", "vendor", "metal", "family", "name", "vcpus", "gpu", "gpus", "gpu_model", "gpu_memory", "pick")
+COUNTED = ("vcpus", "gpus", "gpu_memory")  # keys that take >=, >, <=, < as well as = (and N-M ranges)
+_TERM_RE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_-]*)\s*(>=|<=|=|>|<)\s*(.*)$")
+_OPS = (">=", "<=", ">", "<")
+_UNBOUNDED = 1 << 30  # no upper bound (vCPUs, GPUs, MiB: all far below it)
+_MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(gib|gb|g|mib|mb|m)?$")
 _VENDOR = {"intel": "intel", "amd": "amd", "aws": "aws", "graviton": "aws"}
 _BOOL = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 _PICK = ("smallest", "largest")
@@ -62,7 +81,8 @@ class TooManyMatches(ValueError):
 
 
 def is_query(item: str) -> bool:
-    return "=" in item
+    """A query term has an operator (=, >, <); an instance type name never does."""
+    return any(op in item for op in "=<>")
 
 
 def split_items(values: Any) -> tuple[str, ...]:
@@ -92,18 +112,48 @@ def split_items(values: Any) -> tuple[str, ...]:
     return tuple(items)
 
 
-def _vcpu_range(text: str, where: str) -> tuple[int, int]:
+def _amount(text: str, key: str, where: str) -> int:
+    """One bound of a counted key: an integer, or for gpu_memory an amount in GiB (default) or MiB."""
+    if key != "gpu_memory":
+        try:
+            return int(text)
+        except ValueError:
+            example = "vcpus=64-128" if key == "vcpus" else f"{key}>=4"
+            raise QueryError(f"{where}: {key}={text!r} is not a count; use N, N-M, N-, -M or {key}>=N "
+                             f"(e.g. {example})") from None
+    match = _MEMORY_RE.match(text.strip().lower())
+    if not match:
+        raise QueryError(f"{where}: gpu_memory={text!r} is not an amount; use GiB (40, 40GiB) or MiB "
+                         "(16384MiB), e.g. gpu_memory>=40")
+    number, unit = float(match.group(1)), match.group(2) or "gib"
+    return int(number * 1024) if unit.startswith("g") else int(number)
+
+
+def _range(text: str, key: str, where: str) -> tuple[int, int]:
+    """N, N-M, N-, -M, >=N, >N, <=N, <N -> inclusive (low, high); gpu_memory in MiB."""
+    for op in _OPS:
+        if text.startswith(op):
+            n = _amount(text[len(op):], key, where)
+            return {">=": (n, _UNBOUNDED), ">": (n + 1, _UNBOUNDED), "<=": (0, n), "<": (0, n - 1)}[op]
     lo, sep, hi = text.partition("-")
-    try:
-        if not sep:
-            return int(lo), int(lo)
-        low = int(lo) if lo else 0
-        high = int(hi) if hi else 1 << 30
-    except ValueError:
-        raise QueryError(f"{where}: vcpus={text!r} is not a count; use N, N-M, N- or -M (e.g. vcpus=64-128)") from None
+    if not sep:
+        n = _amount(lo, key, where)
+        return n, n
+    low = _amount(lo, key, where) if lo else 0
+    high = _amount(hi, key, where) if hi else _UNBOUNDED
     if low > high:
-        raise QueryError(f"{where}: vcpus={text!r} is an empty range")
+        raise QueryError(f"{where}: {key}={text!r} is an empty range")
     return low, high
+
+
+def _vcpu_range(text: str, where: str) -> tuple[int, int]:
+    return _range(text, "vcpus", where)
+
+
+def _render(terms: Mapping[str, list[str]]) -> str:
+    """Terms back to their spelling: vcpus=64-128, gpus>=4, gpu=nvidia|amd."""
+    return ",".join(f"{k}{v[0]}" if len(v) == 1 and v[0].startswith(_OPS) else f"{k}={'|'.join(v)}"
+                    for k, v in terms.items())
 
 
 @dataclass(frozen=True)
@@ -117,6 +167,10 @@ class Query:
     family: tuple[str, ...] = ()
     name: tuple[str, ...] = ()
     vcpus: tuple[tuple[int, int], ...] = ()
+    gpu: frozenset[str] = frozenset()  # makers, or "true"/"false" for any/none
+    gpus: tuple[tuple[int, int], ...] = ()
+    gpu_model: tuple[str, ...] = ()
+    gpu_memory: tuple[tuple[int, int], ...] = ()  # MiB per device
     pick: str | None = None
 
     @classmethod
@@ -127,22 +181,30 @@ class Query:
         for term in (t.strip() for t in text.split(",")):
             if not term:
                 continue
-            key, sep, value = term.partition("=")
-            key = key.strip().lower().replace("-", "_")
-            if not sep or not key:
+            match = _TERM_RE.match(term)
+            if not match:
                 raise QueryError(f"{where}: {term!r} is not KEY=VALUE; keys: {', '.join(KEYS)}")
+            key, op, value = match.group(1).lower().replace("-", "_"), match.group(2), match.group(3)
             if key not in KEYS:
                 raise QueryError(f"{where}: unknown key {key!r}; keys: {', '.join(KEYS)}")
+            if op != "=" and key not in COUNTED:
+                raise QueryError(f"{where}: {key}{op}{value} compares, but {key} is not counted; use {key}=VALUE "
+                                 f"({op} works for {', '.join(COUNTED)})")
             if key in terms:
                 raise QueryError(f"{where}: {key} given twice; separate two queries with ';' "
                                  "or another --instance-type")
-            alternatives = [v.strip() for v in value.split("|") if v.strip()]
+            if op == "=":
+                alternatives = [v.strip() for v in value.split("|") if v.strip()]
+            else:
+                if "|" in value:
+                    raise QueryError(f"{where}: {key}{op}{value}: a comparison takes one value")
+                alternatives = [op + value.strip()] if value.strip() else []
             if not alternatives:
-                raise QueryError(f"{where}: {key}= needs a value")
+                raise QueryError(f"{where}: {key}{op} needs a value")
             terms[key] = alternatives
         if not terms:
             raise QueryError(f"{where}: empty query; keys: {', '.join(KEYS)}")
-        return cls._build(",".join(f"{k}={'|'.join(v)}" for k, v in terms.items()), terms)
+        return cls._build(_render(terms), terms)
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> Query:
@@ -156,7 +218,7 @@ class Query:
             raise QueryError(f"unknown query key {bad[0]!r}; keys: {', '.join(KEYS)}")
         if not terms:
             raise QueryError(f"empty query; keys: {', '.join(KEYS)}")
-        return cls._build(",".join(f"{k}={'|'.join(v)}" for k, v in terms.items()), terms)
+        return cls._build(_render(terms), terms)
 
     @classmethod
     def _build(cls, text: str, terms: Mapping[str, list[str]]) -> Query:
@@ -180,8 +242,19 @@ class Query:
                 values["metal"] = _BOOL[lowered[0]]
             elif key in ("family", "name"):
                 values[key] = tuple(lowered)
-            elif key == "vcpus":
-                values["vcpus"] = tuple(_vcpu_range(a, where) for a in lowered)
+            elif key in COUNTED:
+                values[key] = tuple(_range(a, key, where) for a in lowered)
+            elif key == "gpu":
+                if len(lowered) > 1 and set(lowered) & set(_BOOL):
+                    raise QueryError(f"{where}: gpu={'|'.join(alternatives)}: true/false stand alone; "
+                                     "or name makers: gpu=nvidia|amd")
+                if not all(a.isalnum() for a in lowered):
+                    wrong = next(a for a in lowered if not a.isalnum())
+                    raise QueryError(f"{where}: gpu={wrong} is not allowed; use a maker (nvidia, amd, ...), "
+                                     "true (any GPU) or false (none)")
+                values["gpu"] = frozenset(str(_BOOL[a]).lower() if a in _BOOL else a for a in lowered)
+            elif key == "gpu_model":
+                values["gpu_model"] = tuple(lowered)
             elif key == "pick":
                 if len(lowered) != 1 or lowered[0] not in _PICK:
                     raise QueryError(f"{where}: pick={'|'.join(alternatives)} is not allowed; use smallest or largest")
@@ -189,7 +262,8 @@ class Query:
         return cls(text=text, **values)
 
     def matches(self, t: Any) -> bool:
-        """Whether a type fits every term; t has name, family, arch, vendor, vcpus, metal (None: unknown)."""
+        """Whether a type fits every term; t has name, family, arch, vendor, vcpus, metal and the gpu_*
+        attributes of InstanceTypeInfo (None: unknown, which never matches a term about it)."""
         if self.arch and getattr(t, "arch", None) not in self.arch:
             return False
         if self.vendor and getattr(t, "vendor", None) not in self.vendor:
@@ -201,7 +275,28 @@ class Query:
         if self.name and not any(fnmatch.fnmatchcase(getattr(t, "name", None) or "", n) for n in self.name):
             return False
         vcpus = getattr(t, "vcpus", None)
-        return not (self.vcpus and not (vcpus and any(lo <= vcpus <= hi for lo, hi in self.vcpus)))
+        if self.vcpus and not (vcpus and any(lo <= vcpus <= hi for lo, hi in self.vcpus)):
+            return False
+        return self._gpu_matches(t)
+
+    def _gpu_matches(self, t: Any) -> bool:
+        if not (self.gpu or self.gpus or self.gpu_model or self.gpu_memory):
+            return True
+        count = getattr(t, "gpu_count", None)
+        if count is None:  # facts of a host: no catalogue, nothing known about GPUs
+            return False
+        if self.gpu:
+            makers: frozenset[str] = getattr(t, "gpu_makers", frozenset())
+            if not ((count > 0 and "true" in self.gpu) or (count == 0 and "false" in self.gpu)
+                    or makers & self.gpu):
+                return False
+        if self.gpus and not any(lo <= count <= hi for lo, hi in self.gpus):
+            return False
+        models = [m.lower() for m in getattr(t, "gpu_models", ())]
+        if self.gpu_model and not any(fnmatch.fnmatchcase(m, g) for m in models for g in self.gpu_model):
+            return False
+        memory = getattr(t, "gpu_memory_mib", None)
+        return not (self.gpu_memory and not (memory and any(lo <= memory <= hi for lo, hi in self.gpu_memory)))
 
     def select(self, types: Iterable[InstanceTypeInfo]) -> list[InstanceTypeInfo]:
         """The matching types in a stable order (family, vCPUs, name); `pick` narrows them to one."""

@@ -48,6 +48,32 @@ def vendor_from_family(family: str, arch: str) -> str:
     return "amd" if match and "a" in match.group("options") else "intel"
 
 
+class GpuInfo(BaseModel):
+    """One kind of accelerator in a type: an item of DescribeInstanceTypes GpuInfo.Gpus.
+
+    `memory_mib` is per device, as the API states it (MemoryInfo.SizeInMiB): e.g. 22888 MiB for the
+    A10G of g5, which nvidia-smi reports as 23028 MiB total, so comparisons allow a tolerance
+    (checks/gpu.py MEMORY_TOLERANCE).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    count: int
+    manufacturer: str  # lower case: nvidia | amd | ... (GpuInfo.Gpus[].Manufacturer)
+    model: str  # as the API names it: A10G, L4, A100, H100, T4g
+    memory_mib: int  # per device
+
+    @classmethod
+    def from_api(cls, item: Mapping[str, Any]) -> GpuInfo:
+        return cls(count=int(item.get("Count", 0)), manufacturer=str(item.get("Manufacturer", "")).lower(),
+                   model=str(item.get("Name", "")), memory_mib=int(item.get("MemoryInfo", {}).get("SizeInMiB", 0)))
+
+    def line(self) -> str:
+        """'1 x NVIDIA A10G (22888 MiB each)', as a sentence names it."""
+        maker = self.manufacturer.upper() if self.manufacturer == "nvidia" else self.manufacturer.capitalize()
+        return f"{self.count} x {maker} {self.model} ({self.memory_mib} MiB each)"
+
+
 class InstanceTypeInfo(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -62,6 +88,25 @@ class InstanceTypeInfo(BaseModel):
     network_performance: str = ""              # "Up to 12.5 Gigabit"
     network_baseline_gbps: float | None = None  # BaselineBandwidthInGbps
     network_peak_gbps: float | None = None      # PeakBandwidthInGbps
+    # DescribeInstanceTypes GpuInfo.Gpus: empty for a type without GPUs (most types)
+    gpus: tuple[GpuInfo, ...] = ()
+
+    @property
+    def gpu_count(self) -> int:
+        return sum(g.count for g in self.gpus)
+
+    @property
+    def gpu_makers(self) -> frozenset[str]:
+        return frozenset(g.manufacturer for g in self.gpus)
+
+    @property
+    def gpu_models(self) -> tuple[str, ...]:
+        return tuple(g.model for g in self.gpus)
+
+    @property
+    def gpu_memory_mib(self) -> int | None:
+        """Memory of the smallest GPU of the type (per device), None without GPUs."""
+        return min((g.memory_mib for g in self.gpus), default=None)
 
     @classmethod
     def from_api(cls, item: Mapping[str, Any]) -> InstanceTypeInfo | None:
@@ -90,6 +135,7 @@ class InstanceTypeInfo(BaseModel):
             metal=bool(item.get("BareMetal", False)),
             family=family,
             vendor=_MANUFACTURERS.get(maker) or vendor_from_family(family, arch),
+            gpus=tuple(GpuInfo.from_api(g) for g in (item.get("GpuInfo") or {}).get("Gpus", []) if g.get("Count")),
         )
 
 

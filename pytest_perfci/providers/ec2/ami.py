@@ -1,6 +1,16 @@
 """Which image each instance type boots, checked before anything is created.
 
-Defaults come from SSM public parameters, Amazon Linux 2023 per architecture. The moto server used
+Defaults come from SSM public parameters, Amazon Linux 2023 per architecture; a type with NVIDIA GPUs
+(DescribeInstanceTypes GpuInfo) boots the AWS Deep Learning Base OSS Nvidia Driver GPU AMI (Amazon Linux
+2023) of its architecture instead, which carries the driver, nvidia-smi and CUDA the GPU suite needs.
+Its parameter names follow AWS's documented scheme
+/aws/service/deeplearning/ami/$architecture/$ami_type/latest/ami-id, ami_type being the DLAMI's name
+without "deep", "learning" and "ami" ("Finding the ID of a DLAMI",
+https://docs.aws.amazon.com/dlami/latest/devguide/find-dlami-id.html); the release notes of
+"Deep Learning Base OSS Nvidia Driver GPU AMI (Amazon Linux 2023)" (x86_64: G4dn, G5, G6, Gr6, G6e,
+P4d, P4de, P5, P5e, P5en, P6) and its ARM64 sibling (G5g) name the types each supports. That image's
+root snapshot is larger than the default root volume (75 GiB and more), so the root volume is never
+made smaller than the image's own snapshot (`Image.min_root_gb`). The moto server used
 in tests serves both parameters named below (its SSM backend ships the real
 /aws/service/ami-amazon-linux-latest/* set, and the images they point at exist in its
 DescribeImages with the right Architecture), so tests exercise the same path as production.
@@ -29,6 +39,16 @@ SSM_DEFAULTS = {
     "x86_64": "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64",
     "arm64": "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64",
 }
+# Types with NVIDIA GPUs (see the module doc for the source of these names). moto does not serve them.
+SSM_GPU_DEFAULTS = {
+    "x86_64": "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id",
+    "arm64": "/aws/service/deeplearning/ami/arm64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id",
+}
+
+
+def wants_gpu_image(info: InstanceTypeInfo) -> bool:
+    """NVIDIA GPUs need the driver image; other accelerators (AMD Radeon of g4ad) keep the default."""
+    return "nvidia" in info.gpu_makers
 
 # Image-name prefixes -> the login user the image's cloud-init creates.
 _USERS = (
@@ -69,6 +89,7 @@ class Image:
     root_device: str
     user: str
     source: str  # "--ami", "--ami arm64=", or the SSM parameter name
+    min_root_gb: int = 0  # the root snapshot's size (DescribeImages): the root volume may not be smaller
 
 
 def parse_overrides(values: tuple[str, ...] | list[str]) -> dict[str | None, str]:
@@ -94,19 +115,20 @@ class AmiResolver:
         self._images: dict[str, ImageTypeDef] = {}
         self._lock = threading.Lock()
 
-    def _source(self, arch: str) -> tuple[str, str]:
-        """(ami id, where it came from) for an architecture."""
+    def _source(self, arch: str, gpu: bool = False) -> tuple[str, str]:
+        """(ami id, where it came from) for an architecture (and whether the type has NVIDIA GPUs)."""
         if arch in self.overrides:
             return self.overrides[arch], f"--ami {arch}="
         if None in self.overrides:
             return self.overrides[None], "--ami"
-        param = SSM_DEFAULTS[arch]
+        param = (SSM_GPU_DEFAULTS if gpu else SSM_DEFAULTS)[arch]
         try:
             value = self.ssm.get_parameter(Name=param)["Parameter"]["Value"]
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
+            what = f"{arch} NVIDIA GPU" if gpu else arch
             raise AmiError(
-                f"cannot read the default {arch} AMI from SSM parameter {param} ({code}); pass --ami {arch}=ami-..."
+                f"cannot read the default {what} AMI from SSM parameter {param} ({code}); pass --ami {arch}=ami-..."
             ) from None
         return value, param
 
@@ -126,7 +148,7 @@ class AmiResolver:
             return self._images[ami]
 
     def for_type(self, info: InstanceTypeInfo) -> Image:
-        ami, source = self._source(info.arch)
+        ami, source = self._source(info.arch, gpu=wants_gpu_image(info))
         image = self._describe(ami, source)
         arch = image.get("Architecture", "")
         if arch != info.arch:
@@ -135,11 +157,15 @@ class AmiResolver:
                 f"{info.arch}; pass --ami {info.arch}=ami-... with an {info.arch} image"
             )
         name = image.get("Name", "")
+        root = image.get("RootDeviceName") or "/dev/xvda"
+        snapshot_gb = max((int(m.get("Ebs", {}).get("VolumeSize") or 0) for m in image.get("BlockDeviceMappings", [])
+                           if m.get("DeviceName") == root), default=0)
         return Image(
             ami=ami,
             arch=arch,
             name=name,
-            root_device=image.get("RootDeviceName") or "/dev/xvda",
+            root_device=root,
             user=self.ssh_user or login_user(name),
             source=source,
+            min_root_gb=snapshot_gb,
         )

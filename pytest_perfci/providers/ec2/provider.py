@@ -514,7 +514,7 @@ class EC2Provider(Provider):
             placements=network.placements(self._catalog.zones_offering(itype), self._subnets),
             user_data=userdata.render(ttl=self.settings.ttl, prepare=boot_snippet(self._needs, self.host_state_dir)),
             tags=tags,
-            root_volume_gb=self.settings.root_volume_gb,
+            root_volume_gb=max(self.settings.root_volume_gb, image.min_root_gb),
             spot=self.settings.spot,
         )
         self._check(f"launching {itype}")
