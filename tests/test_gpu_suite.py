@@ -159,8 +159,8 @@ def test_replayed_g5_passes_by_its_catalogue_entry(pytester: pytest.Pytester) ->
     result.stdout.fnmatch_lines_random([
         "*test_driver[[]g5.xlarge[]] PASSED*", "*test_devices[[]g5.xlarge[]] PASSED*",
         "*test_ecc[[]g5.xlarge[]] PASSED*", "*test_cuda[[]g5.xlarge[]] PASSED*",
-        "*test_profiling_counters[[]g5.xlarge[]] - profiling: unavailable and no expectation for this target: "
-        "profiling restricted to admin users: RmProfilingAdminOnly: 1*",
+        ("*test_profiling_counters[[]g5.xlarge[]] - profiling: unavailable and no expectation for this target: "
+        "profiling restricted to admin users: RmProfilingAdminOnly: 1*"),
     ])
     result.assert_outcomes(passed=4, xfailed=1)
 
@@ -169,9 +169,9 @@ def test_replayed_half_populated_p4de_fails_on_the_device_count(pytester: pytest
     result = _replay(pytester, "p4de.24xlarge", _report(DATA / "gls-A100-SXM4-80GB-x4-nvidia-smi-q.txt"))
     result.stdout.fnmatch_lines_random([
         "*test_devices[[]p4de.24xlarge[]] FAILED*",
-        "*devices: device count mismatch: host has 4 x NVIDIA A100-SXM4-80GB (81920, 81920, 81920, 81920 MiB), "
+        ("*devices: device count mismatch: host has 4 x NVIDIA A100-SXM4-80GB (81920, 81920, 81920, 81920 MiB), "
         "type has 8 x A100 (81920 MiB each) [[]DescribeInstanceTypes GpuInfo of p4de.24xlarge: 8 x NVIDIA A100 "
-        "(81920 MiB each)[]]*",
+        "(81920 MiB each)[]]*"),
     ])
     result.assert_outcomes(passed=3, failed=1, xfailed=1)
 

@@ -117,8 +117,8 @@ def test_gpu_query_pick_and_marker_kwargs(types: dict[str, InstanceTypeInfo], of
     ("gpu=true|nvidia", "--instance-type: query 'gpu=true|nvidia': gpu=true|nvidia: true/false stand alone"),
     ("gpus>=4|8", "--instance-type: query 'gpus>=4|8': gpus>=4|8: a comparison takes one value"),
     ("gpus=8-2", "--instance-type: query 'gpus=8-2': gpus='8-2' is an empty range"),
-    ("gpux=1", "--instance-type: query 'gpux=1': unknown key 'gpux'; keys: arch, vendor, metal, family, name, vcpus, "
-               "gpu, gpus, gpu_model, gpu_memory, pick"),
+    ("gpux=1", ("--instance-type: query 'gpux=1': unknown key 'gpux'; keys: arch, vendor, metal, family, name, vcpus, "
+               "gpu, gpus, gpu_model, gpu_memory, pick")),
 ])
 def test_bad_gpu_terms_are_one_line_errors_at_settings_time(value: str, first: str) -> None:
     with pytest.raises(SettingsError) as info:
