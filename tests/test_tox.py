@@ -89,3 +89,19 @@ def test_tox_itself_renders_the_documented_override(tmp_path: Path) -> None:
             "--perfci-results perfci-results/arm64 --instance-type c7g.metal") in out.stdout
     assert "PERFCI_INSTANCE_TYPE=c7g.metal,c7g.2xlarge" in out.stdout
     assert "PERFCI_INSTANCE_TYPE=m7i.metal-24xl,m7i.2xlarge" in out.stdout
+
+
+def test_cuda_env_runs_the_gpu_suite_on_nvidia_types_of_both_architectures(tox: configparser.ConfigParser) -> None:
+    section = tox["testenv:cuda"]
+    assert section.get("description") and "tox -e cuda -- --instance-type" in section["description"]
+    types = [t for t in _setenv(section)["PERFCI_INSTANCE_TYPE"].split(",") if t]
+    archs = set()
+    for name in types:
+        gpus = INSTANCE_TYPES[name].get("GpuInfo", {}).get("Gpus", [])
+        assert gpus and all(g["Manufacturer"] == "NVIDIA" for g in gpus), f"{name} has no NVIDIA GPU: {gpus}"
+        archs.update(INSTANCE_TYPES[name]["ProcessorInfo"]["SupportedArchitectures"])
+    assert {"x86_64", "arm64"} <= archs, f"the cuda env should cover both architectures, has {archs}"
+    commands = section["commands"]
+    assert commands.startswith("pytest suites/gpu ") and commands.endswith("{posargs}")
+    assert "--alluredir allure-results" in commands and "perfci-results/{envname}" in commands
+    load_settings({"instance_type": [_setenv(section)["PERFCI_INSTANCE_TYPE"]]})  # the types parse as settings

