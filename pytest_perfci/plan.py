@@ -14,7 +14,11 @@ about what a name means. On top of that:
   usage + this run > limit makes the plan fail before anything is spent.
 
 Quota codes are AWS's (Amazon EC2 instance type quotas, docs.aws.amazon.com/ec2/latest/instancetypes/
-ec2-instance-quotas.html); the on-demand classification is the provider's own `launch.quota_for`.
+ec2-instance-quotas.html); the on-demand classification is the provider's own `launch.quota_for`. The GPU
+classes: L-DB2E81BA "Running On-Demand G and VT instances" (g4dn, g5, g5g, g6, g6e, ...) and L-417A185B
+"Running On-Demand P instances" (p4d, p5, ...), the names Service Quotas gives them (as quoted with the
+codes in public `aws service-quotas get-service-quota --quota-code L-DB2E81BA` outputs and GPU setup
+guides); a GPU type's GpuInfo is printed beside it.
 """
 
 from __future__ import annotations

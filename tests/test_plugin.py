@@ -143,7 +143,7 @@ def test_metal_marker_on_a_vm(pytester: pytest.Pytester) -> None:
     ("mark", "message"),
     [
         ('arch("sparc")', "@pytest.mark.arch('sparc',) is not allowed; use one of ('x86_64', 'arm64')"),
-        ("requires(gpu=True)", "@pytest.mark.requires*is not allowed*"),
+        ("requires(cuda=True)", "@pytest.mark.requires*is not allowed*"),
         ('requires(pmc="yes")', "@pytest.mark.requires*is not allowed*"),
         ("instance_type()", "@pytest.mark.instance_type needs one or more type names"),
         ("metal(True)", "@pytest.mark.metal takes no arguments"),
