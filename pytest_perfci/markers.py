@@ -27,10 +27,10 @@ MARKERS = {
     "when any name or query matches; other targets skip with a reason naming them.",
     "arch": 'arch("x86_64"|"arm64"): run only on targets of this CPU architecture.',
     "metal": "metal: run only on bare-metal targets (not virtualised).",
-    "requires": "requires(pmc=True, resctrl=True, gpu=True): run only where the host has (or, with False, "
-    "lacks) the capability; pmc = cycles and instructions count, resctrl = the resctrl filesystem is "
-    "available, gpu = an NVIDIA GPU the driver answers for (nvidia-smi lists one). On EC2 a type whose "
-    "DescribeInstanceTypes entry has no GpuInfo skips gpu=True before any instance is created.",
+    "requires": "requires(pmc=True, resctrl=True): run only where the host has (or, with False, lacks) "
+    "the capability; pmc = cycles and instructions count, resctrl = the resctrl filesystem is available, "
+    "gpu (requires(gpu=True)) = an NVIDIA GPU the driver answers for (nvidia-smi lists one); on EC2 a type "
+    "whose DescribeInstanceTypes entry has no GpuInfo skips gpu=True before any instance is created.",
 }
 
 # capability name -> (present?, one-line explanation)

@@ -259,3 +259,13 @@ def test_plan_checks_the_g_and_vt_and_the_p_quota_with_catalogue_vcpus(
     (g5,) = [t for t in doc["types"] if t["instance_type"] == "g5.xlarge"]
     assert g5["gpus"] == [{"count": 1, "manufacturer": "nvidia", "model": "A10G", "memory_mib": 22888}]
     assert json.dumps(doc)  # serialisable as --json prints it
+
+
+def test_xdist_workers_get_the_gpu_info_with_the_resolution(types: dict[str, InstanceTypeInfo]) -> None:
+    """The controller ships its resolution as JSON (EC2Provider.export_resolution): GpuInfo survives it."""
+    from pytest_perfci.models.instance_query import Resolution
+
+    sent = resolve(["g5.xlarge", "gpu_model=h100,gpus=8"], types, region="us-east-1")
+    received = Resolution.from_json(json.loads(json.dumps(sent.to_json())))
+    assert [r.info for r in received.types] == [r.info for r in sent.types]
+    assert received.types[1].info.gpus[0].model == "H100" and received.types[1].requested == "gpu_model=h100,gpus=8"
