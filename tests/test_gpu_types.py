@@ -269,3 +269,16 @@ def test_xdist_workers_get_the_gpu_info_with_the_resolution(types: dict[str, Ins
     received = Resolution.from_json(json.loads(json.dumps(sent.to_json())))
     assert [r.info for r in received.types] == [r.info for r in sent.types]
     assert received.types[1].info.gpus[0].model == "H100" and received.types[1].requested == "gpu_model=h100,gpus=8"
+
+
+def test_the_iam_policy_lets_the_run_read_the_gpu_ami_parameters() -> None:
+    """iam/perfci-policy.json grants ssm:GetParameter by resource: the DLAMI names must fall under it."""
+    import fnmatch
+
+    policy = json.loads((Path(__file__).resolve().parents[1] / "iam" / "perfci-policy.json").read_text())
+    resources = [r for s in policy["Statement"] if "ssm:GetParameter" in (
+        [s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])]
+    for arch, name in SSM_GPU_DEFAULTS.items():
+        arn = f"arn:aws:ssm:us-east-1::parameter{name}"
+        assert any(fnmatch.fnmatchcase(arn, r) for r in resources), (arch, arn, resources)
