@@ -252,3 +252,28 @@ def test_expected_states_follow_the_types_gpu_info() -> None:
     assert set(with_gpus) == {"driver", "devices", "cuda"} and {s for s, _ in with_gpus.values()} == {"available"}
     none = gpu.expected_from_spec(gpu.GpuSpec(count=0, model="", memory_mib=0, source="no GpuInfo for m7i.large"))
     assert {s for s, _ in none.values()} == {"unavailable"}
+
+
+# --- the shared verdict vocabulary (checks.verdict) --------------------------------------------------
+
+
+@pytest.mark.parametrize("reason", list(gpu.Reason), ids=lambda r: r.name)
+def test_every_gpu_reason_has_a_known_code_that_its_sentence_also_reads_as(reason: gpu.Reason) -> None:
+    from pytest_perfci.checks.verdict import CODE_MEANINGS, reason_code
+
+    assert reason.code in CODE_MEANINGS
+    assert reason_code(reason.value) == reason.code
+
+
+def test_gpu_findings_on_recorded_outputs() -> None:
+    from pytest_perfci.checks.verdict import State
+
+    here = gpu.ProbeReport.model_validate(json.loads(NO_GPU.read_text()))
+    assert (gpu.judge_driver(here).finding.state, gpu.judge_driver(here).finding.code) == (State.ABSENT, "NO-GPU")
+    assert gpu.judge_cuda(here).finding.code == "NO-CUDA"
+    half = gpu.judge_devices(report_for(A100X4), catalogue_spec("p4de.24xlarge")).finding
+    assert (half.state, half.code) == (State.FAILED, "MISMATCH") and half.detail.startswith("device count mismatch")
+    assert gpu.judge_ecc(report_for(RTX4090X8)).finding.code == "ECC-OFF"
+    assert gpu.judge_profiling(report_for(A10G)).finding.code == "ADMIN-ONLY"
+    ok = gpu.judge_devices(report_for(A10G), catalogue_spec("g5.xlarge")).finding
+    assert (ok.state, ok.code) == (State.AVAILABLE, "")

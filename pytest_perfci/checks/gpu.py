@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pytest_perfci.checks.verdict import Finding, State, found
+
 # nvidia-smi's FB total differs from the catalogue's figure: the API says 22888 MiB for g5's A10G, the
 # driver 23028 MiB (tests/data/gpu/dcgm-232-ec2-g5-a10g-nvidia-smi-q.txt); AWS's pages say 24 GiB.
 # ECC on GDDR6 (T4, A10G, L4, L40S) reserves 1/16 = 6.25 % of the memory. 8 % covers both and still
@@ -53,6 +55,21 @@ class Reason(str, Enum):
     PARAMS_MISSING = "driver parameters unreadable"
     PROFILING_ADMIN_ONLY = "profiling restricted to admin users"
 
+    @property
+    def code(self) -> str:
+        """The shared reason code (checks.verdict) the matrix and Allure show for this reason."""
+        return _REASON_CODES[self]
+
+
+_REASON_CODES: dict[Reason, str] = {
+    Reason.NO_DEVICE: "NO-GPU", Reason.NO_GPUS: "NO-GPU", Reason.CUDA_NO_DEVICE: "NO-GPU",
+    Reason.NO_DRIVER: "NO-DRIVER", Reason.PARAMS_MISSING: "NO-DRIVER", Reason.NO_SMI: "NO-SMI",
+    Reason.SMI_FAILED: "SMI-FAILED", Reason.COUNT_MISMATCH: "MISMATCH", Reason.MODEL_MISMATCH: "MISMATCH",
+    Reason.MEMORY_MISMATCH: "MISMATCH", Reason.READERS_DISAGREE: "DISAGREE", Reason.ECC_DISABLED: "ECC-OFF",
+    Reason.ECC_PENDING: "ECC-OFF", Reason.ECC_UNSUPPORTED: "NO-HW", Reason.LIBCUDA_MISSING: "NO-CUDA",
+    Reason.CUDA_FAILED: "CUDA-FAILED", Reason.PROFILING_ADMIN_ONLY: "ADMIN-ONLY",
+}
+
 
 class Verdict(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -71,6 +88,13 @@ class Verdict(BaseModel):
         if self.reason is None:
             return self.detail
         return f"{self.reason.value}: {self.detail}" if self.detail else self.reason.value
+
+    @property
+    def finding(self) -> Finding:
+        """This verdict in the shared vocabulary: a host that contradicts its type (or whose readers
+        disagree) fails whatever was expected; any other unavailability is an absence."""
+        state = {"available": State.AVAILABLE, "unavailable": State.ABSENT, "mismatch": State.FAILED}[self.state]
+        return found(state, self.reason.code if self.reason is not None else "", self.line())
 
 
 # --- what the probe reports -------------------------------------------------------------------------

@@ -39,12 +39,12 @@ def expected(host: Host, expectations: Expectations, spec: GpuSpec | None, capab
 def outcome(verdict: Verdict, want: tuple | None) -> Outcome:
     if verdict.state == "mismatch":  # the host contradicts its own type: wrong whatever is expected
         return Outcome(action="fail", message=f"{verdict.capability}: {verdict.line()}")
-    return decide(verdict.capability, verdict.state, verdict.line(), want)
+    return decide(verdict.capability, verdict.finding, verdict.line(), want)
 
 
 def record(verdict: Verdict, host: Host, perfci_capability: Callable[..., None]) -> None:
     perfci_capability(f"gpu.{verdict.capability}", verdict.ok,
-                      verdict.detail if verdict.ok else verdict.line(), host=host)
+                      verdict.detail if verdict.ok else verdict.line(), host=host, finding=verdict.finding)
 
 
 def attach_probe(perfci_record: Recorder, gathered: tuple[ProbeReport, Result]) -> None:
