@@ -330,6 +330,8 @@ def _reap_regions(args: argparse.Namespace, ledger: Any) -> list[str] | str:
             return [LOCAL]  # twin guests and the like: no region, no credentials, no AWS call
     default = session().region_name
     if not default:
+        if ledger is None:
+            return []  # --run-id/--expired: this machine's twin guests only (see _reap)
         return "no region: pass --region R or set AWS_DEFAULT_REGION (or a region in the AWS config)"
     return [default]
 
@@ -356,7 +358,7 @@ def _reap(args: argparse.Namespace) -> int:
 
     from pytest_perfci.aws.clients import RealEndpointRefused, client, session
     from pytest_perfci.cleanup import engine
-    from pytest_perfci.cleanup.kinds import Context
+    from pytest_perfci.cleanup.kinds import Context, local_kinds
     from pytest_perfci.cleanup.ledger import Ledger
     from pytest_perfci.cleanup.model import Report, Selection
     from pytest_perfci.providers.ec2.clock import reaper_now
@@ -383,27 +385,32 @@ def _reap(args: argparse.Namespace) -> int:
     regions = _reap_regions(args, ledger)
     if isinstance(regions, str):
         return _reap_usage(regions)
+    # By run id or expiry, this machine's twin guests (local kinds) are searched too, after the regions.
+    local = ledger is None and LOCAL not in regions
 
     def progress(line: str) -> None:
         print(f"perfci reap: {line}", file=sys.stderr, flush=True)
 
     found: list[Any] = []
     skipped: list[Any] = []
-    surveyed: dict[str, tuple[Context, Selection]] = {}
+    surveyed: dict[str, tuple[Context, Selection, dict[str, Any] | None]] = {}
     failures: list[str] = []
-    for region in regions:
+    if not regions:
+        progress("no AWS region (--region R or AWS_DEFAULT_REGION): searching this machine's twin guests only")
+    for region in [*regions, *([LOCAL] if local else [])]:
         try:
             ec2 = None if region == LOCAL else client(session(region), "ec2", args.endpoint_url)
-            ctx = Context(ec2, progress=progress, key_dir=Path(args.results) / ".keys")
+            ctx = Context(ec2, progress=progress, key_dir=Path(args.results) / ".keys", results=Path(args.results))
             now = None if ec2 is None else reaper_now(ec2, say=progress)  # AWS's, if this clock is off
-            sel = engine.survey(ctx, run_id=args.run_id, expired=args.expired, ledger=ledger, now=now)
+            only = local_kinds(ctx) if region == LOCAL and ledger is None else None
+            sel = engine.survey(ctx, run_id=args.run_id, expired=args.expired, ledger=ledger, now=now, kinds=only)
         except (RealEndpointRefused, NoCredentialsError, NoRegionError) as exc:
             return _reap_usage(f"region {region}: {exc}")
         except (ClientError, BotoCoreError) as exc:
             failures.append(f"region {region}: could not list resources: {exc}")
             print(f"perfci reap: {failures[-1]}", file=sys.stderr)
             continue
-        surveyed[region] = (ctx, sel)
+        surveyed[region] = (ctx, sel, only)
         failures.extend(f"region {region}: could not list {kind} resources" for kind in sel.unlisted)
         found.extend(sel.chosen)
         skipped.extend(sel.skipped)
@@ -411,9 +418,9 @@ def _reap(args: argparse.Namespace) -> int:
     what = f"run {args.run_id}" if args.run_id else ("expired" if args.expired else f"ledger {args.ledger}")
     report = Report()
     if args.yes:
-        for ctx, sel in surveyed.values():
+        for ctx, sel, only in surveyed.values():
             if sel.chosen or sel.unresolved:
-                report = report.merge(engine.reap(ctx, sel, ledger=ledger))
+                report = report.merge(engine.reap(ctx, sel, ledger=ledger, kinds=only))
     code = 1 if failures or not report.ok else 0
 
     if args.json:
@@ -435,7 +442,7 @@ def _reap(args: argparse.Namespace) -> int:
         print(f"kept ({len(skipped)}):")
         _table(_orphan_rows(skipped), _ORPHAN_HEADER)
     if not found:
-        print(f"nothing to reap ({what}; region {', '.join(regions)})")
+        print(f"nothing to reap ({what}; region {', '.join(regions or [LOCAL])})")
         return code
     if not args.yes:
         print(f"would delete ({len(found)}):")

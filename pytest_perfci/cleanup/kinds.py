@@ -45,6 +45,7 @@ class Context:
     ec2: Any = None                    # EC2 client of the region; None: nothing EC2 can be listed
     progress: Progress = _quiet
     key_dir: Path | None = None        # <results>/.keys: a deleted key pair's private key file goes too
+    results: Path | None = None        # the runs' results directory: local kinds (twin guests) list only its runs
     actor: str = "perfci reap"         # who deleted it, for the ledger's deleted lines
     wait: bool = True                  # verify deletions (waiters, describe) before reporting them
     waiter_delay: int = 5
@@ -126,3 +127,10 @@ def ordered(names: Sequence[str], overrides: dict[str, ResourceKind] | None = No
             return 1_000_000, name
 
     return sorted(set(names), key=order)
+
+
+def local_kinds(ctx: Context) -> dict[str, ResourceKind]:
+    """Kinds that live on this machine (twin guests), as the engine's ``kinds=``: what a survey of the
+    pseudo-region "local" describes when no ledger names the kinds (`perfci reap --run-id/--expired`)."""
+    classes = {name: kind_class(name) for name in KINDS}
+    return {name: cls(ctx) for name, cls in classes.items() if cls.local}

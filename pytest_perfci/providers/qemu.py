@@ -6,6 +6,8 @@ an SSHHost on 127.0.0.1 with a host key known before boot. release_all powers th
 
 Guests are ledgered (resource "qemu_guest", id = QEMU's pid, with its -name marker) so that
 `perfci reap` can find one whose run was killed so hard that even PR_SET_PDEATHSIG did not fire.
+The marker also carries the run id and an expires-at (boot + --perfci-ttl), so `perfci reap --run-id`
+and `--expired` find guests on this machine without a ledger, as they find instances by their tags.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pytest_perfci.cleanup.kinds import ResourceKind
@@ -26,13 +29,14 @@ from pytest_perfci.cleanup.model import Described, Orphan, Outcome
 from pytest_perfci.hosts.ssh import SSHHost
 from pytest_perfci.providers.base import Provider, ProviderContext, Target, WorkerHandle
 from pytest_perfci.settings import Settings
-from pytest_perfci.tags import TAG_RUN_ID
+from pytest_perfci.tags import TAG_EXPIRES, TAG_RUN_ID, stamp
 from pytest_perfci.twins.guest import (
-    NAME_PREFIX,
     Guest,
     TwinError,
     forget_initrd,
+    marker,
     new_keypair,
+    parse_marker,
     require_qemu,
     start_guest,
     write_private,
@@ -119,15 +123,18 @@ class QemuProvider(Provider):
                 port = None if self.settings.qemu.port is None else self.settings.qemu.port + i
                 token = uuid.uuid4().hex
                 self.ledger.record(self.run_id, "intent", RESOURCE, token=token, data={"machine": m.name})
+                # No heartbeat: a guest dies with its pytest (PR_SET_PDEATHSIG), so expires-at only bounds
+                # one whose run hung or whose death signal did not fire: TTL from boot.
+                expires = stamp(datetime.now(UTC) + self.settings.ttl)
                 try:
                     guest = start_guest(m, images[(m.arch, m.perf)], self.workdir / m.name, label=f"{self.run_id}-{m.name}",
-                                        authorized_key=public, port=port)
+                                        authorized_key=public, port=port, expires_at=expires)
                 except TwinError as exc:
                     self._errors[m.name] = str(exc)
                     self.ledger.record(self.run_id, "deleted", RESOURCE, token=token, data={"error": str(exc)})
                     continue
                 self.ledger.record(self.run_id, "created", RESOURCE, id=str(guest.pid), token=token, data={
-                    "machine": m.name, "port": guest.port, "marker": f"perfci-twin:{guest.name}",
+                    "machine": m.name, "port": guest.port, "marker": marker(guest.name, expires),
                     "console": str(guest.console)})
                 self._guests[m.name] = guest
             for name, guest in self._guests.items():
@@ -201,10 +208,13 @@ class QemuProvider(Provider):
 class QemuGuestKind(ResourceKind):
     """Twin guests as a cleanup kind: QEMU processes on this machine, found by their `-name` marker.
 
-    Used by session teardown and `perfci reap --ledger` alike (cleanup/engine.py). Only processes whose
-    command line carries `-name perfci-twin:<run id>-<machine>` are ever listed or killed, so a reused pid
-    is never mistaken for a guest. Nothing here is in a cloud: `local` tells `perfci reap` it needs no
-    region or credentials, and a survey of a cloud region (a context with an EC2 client) lists none.
+    Used by session teardown and `perfci reap` alike (cleanup/engine.py). Only processes whose command
+    line carries `-name perfci-twin:<run id>-<machine>[@<expires-at>]` are ever listed or killed, so a
+    reused pid is never mistaken for a guest. By run id or expiry (no ledger), only guests of runs
+    under the reap's results directory (`Context.results`: the guest's -initrd lies in
+    <results>/twins/) are listed, so one user's janitor never ends another results tree's guests.
+    Nothing here is in a cloud: `local` tells `perfci reap` it needs no region or credentials, and a
+    survey of a cloud region (a context with an EC2 client) lists none.
     """
 
     name = RESOURCE
@@ -219,21 +229,32 @@ class QemuGuestKind(ResourceKind):
             if not proc.name.isdigit():
                 continue
             try:
-                argv = (proc / "cmdline").read_bytes().split(b"\0")
+                argv = [a.decode(errors="replace") for a in (proc / "cmdline").read_bytes().split(b"\0")]
             except OSError:
                 continue
-            marker = next((argv[i + 1].decode(errors="replace") for i, a in enumerate(argv[:-1]) if a == b"-name"), "")
-            if not marker.startswith(f"{NAME_PREFIX}:"):
+            opts = {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i] in ("-name", "-initrd")}
+            parsed = parse_marker(opts.get("-name", ""))
+            if parsed is None:
                 continue
-            label = marker.partition(":")[2]
+            label, expires = parsed
             machine_name = next((m for m in MACHINES if label.endswith(f"-{m}")), None)
             run_id = label[: -len(machine_name) - 1] if machine_name else None
-            found.append(Described(kind=self.name, id=proc.name, state="running",
-                                   tags={TAG_RUN_ID: run_id} if run_id else {}, data={"marker": marker}))
+            tags = {TAG_RUN_ID: run_id} if run_id else {}
+            if expires:
+                tags[TAG_EXPIRES] = expires
+            found.append(Described(kind=self.name, id=proc.name, state="running", tags=tags,
+                                   data={"marker": opts["-name"], "initrd": opts.get("-initrd", "")}))
         return found
 
+    def _in_results(self, d: Described) -> bool:
+        if self.ctx.results is None:
+            return True
+        twins = (Path(self.ctx.results).resolve() / "twins").as_posix() + "/"
+        return d.data.get("initrd", "").startswith(twins)
+
     def describe(self, run_id: str | None) -> list[Described]:
-        return [d for d in self._guests() if TAG_RUN_ID in d.tags and run_id in (None, d.tags[TAG_RUN_ID])]
+        return [d for d in self._guests()
+                if TAG_RUN_ID in d.tags and run_id in (None, d.tags[TAG_RUN_ID]) and self._in_results(d)]
 
     def describe_ids(self, ids: Sequence[str]) -> list[Described]:
         wanted = set(ids)

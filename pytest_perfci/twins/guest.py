@@ -35,12 +35,27 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pytest_perfci.twins.cpio import CpioWriter
-from pytest_perfci.twins.image import READY_MARK, Image
+from pytest_perfci.twins.image import READY_MARK, USER_DATA, Image
 from pytest_perfci.twins.machines import Machine
 
 Progress = Callable[[str], None]
 PR_SET_PDEATHSIG = 1
 NAME_PREFIX = "perfci-twin"
+EXPIRES_SEP = "@"  # -name perfci-twin:<label>@<expires-at stamp>: what `perfci reap --expired` reads
+
+
+def marker(label: str, expires_at: str | None = None) -> str:
+    """QEMU's -name: how `perfci reap` tells a twin guest from any other process (and when it expires)."""
+    return f"{NAME_PREFIX}:{label}{EXPIRES_SEP + expires_at if expires_at else ''}"
+
+
+def parse_marker(name: str) -> tuple[str, str | None] | None:
+    """-name value -> (label, expires-at or None); None when it is not a twin's."""
+    prefix, sep, rest = name.partition(":")
+    if prefix != NAME_PREFIX or not sep:
+        return None
+    label, _, expires = rest.partition(EXPIRES_SEP)
+    return label, expires or None
 
 
 class TwinError(RuntimeError):
@@ -218,8 +233,18 @@ def start_guest(
     authorized_key: str,
     port: int | None = None,
     memory_mb: int = 1024,
+    user_data: bytes | None = None,
+    expires_at: str | None = None,
 ) -> Guest:
-    """Start QEMU for one guest (returns at once; call Guest.wait_ready), from any thread (see _Launcher)."""
+    """Start QEMU for one guest (returns at once; call Guest.wait_ready), from any thread (see _Launcher).
+
+    `user_data`: a script the guest runs once at boot after SSH is up, as cloud-init runs an EC2
+    instance's (a shell script only: the twin has no cloud-config). `expires_at`: the stamp `perfci
+    reap --expired` judges the guest by.
+    """
+    if user_data is not None and not user_data.startswith(b"#!"):
+        raise TwinError(f"twin {label}: user data starts with {user_data[:20]!r}; a twin runs a '#!' script "
+                        "only (no cloud-config)")
     qemu = require_qemu(machine)
     if port is None:
         port = free_port()
@@ -241,9 +266,14 @@ def start_guest(
         overlay.file("root/.ssh/authorized_keys", (authorized_key.strip() + "\n").encode(), 0o600)
         overlay.file("etc/hostname", f"{machine.name}\n".encode(), 0o644)
         overlay.file("etc/perfci-twin", f"{machine.name}\n".encode(), 0o644)  # facts.twin, whoever connects
+        if user_data is not None:
+            parts = USER_DATA.split("/")
+            for i in range(1, len(parts)):
+                overlay.directory("/".join(parts[:i]), 0o755 if i < len(parts) - 1 else 0o700)
+            overlay.file(USER_DATA, user_data, 0o700)
         overlay.close()
     initrd.chmod(0o600)
-    name = f"{NAME_PREFIX}:{label}"
+    name = marker(label, expires_at)
     argv = qemu_command(qemu, machine, image, initrd, port, name, memory_mb)
     console_path = workdir / "console.log"
 

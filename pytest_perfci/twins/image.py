@@ -39,8 +39,11 @@ MIRROR = os.environ.get("PERFCI_TWIN_MIRROR", "http://deb.debian.org/debian")
 SECURITY_MIRROR = os.environ.get("PERFCI_TWIN_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 # What the guest runs: perf (linux-perf), python3 for the stdlib perf_event_open probe, an SSH server
-# with SFTP (dropbear + OpenSSH's sftp-server) and busybox for everything else.
-PACKAGES = ("linux-perf", "python3.11", "dropbear-bin", "openssh-sftp-server", "busybox-static")
+# with SFTP (dropbear + OpenSSH's sftp-server), bash and coreutils for EC2 user data (perfci renders
+# `#!/bin/bash` and runs its checker under `nohup`, which Debian's busybox leaves to coreutils) and
+# busybox for everything else.
+PACKAGES = ("linux-perf", "python3.11", "dropbear-bin", "openssh-sftp-server", "bash", "coreutils",
+            "busybox-static")
 KERNEL = "linux-image-{arch}"
 # Resolved and downloaded (so that they are part of the key) but not unpacked: what a package's
 # maintainer scripts or documentation need, never what perf, python3 or dropbear load at run time.
@@ -61,7 +64,7 @@ BUSYBOX_APPLETS = ("sh", "cat", "ls", "mount", "mkdir", "ip", "insmod", "head", 
                    "uname", "env", "ps", "kill", "id", "hostname", "dmesg", "tail", "sed", "awk", "tr", "wc",
                    "rm", "cp", "mv", "chmod", "ln", "echo", "test", "printf", "sync", "mktemp", "nproc", "date",
                    "sort", "cut", "touch", "true", "false", "stat", "find", "xargs", "tee", "dirname", "basename",
-                   "readlink", "which", "expr", "seq", "timeout", "nohup", "setsid", "chown", "df", "du", "free")
+                   "readlink", "which", "expr", "seq", "timeout", "setsid", "chown", "df", "du", "free")
 READY_MARK = "perfci-twin: ssh ready"
 LISTS_MAX_AGE = 7 * 24 * 3600.0
 
@@ -79,14 +82,52 @@ hostname "$(cat /etc/hostname)"
 ip link set lo up
 ip link set eth0 up
 ip addr add 10.0.2.15/24 dev eth0       # QEMU user networking's guest address (restrict=on: reaches nothing)
+# Time sync, as chrony on an instance: under -icount the kernel's clock falls seconds behind per busy
+# minute, while QEMU's RTC follows the host's clock; a self-destruct deadline is judged by this clock.
+( while :; do busybox hwclock -s -u 2>/dev/null; sleep 10; done ) &
 dropbearconvert openssh dropbear /etc/ssh/host_ed25519 /etc/dropbear/ed25519 >/dev/null 2>&1
 rm -f /etc/ssh/host_ed25519
 /usr/sbin/dropbear -r /etc/dropbear/ed25519 -p 22 -s -E 2>/tmp/dropbear.log
+# cloud-init's part (cloud-final, after SSH is up): run the instance's user data once, in the background;
+# `cloud-init status --wait` (/usr/bin/cloud-init) waits for it as on an EC2 instance.
+mkdir -p /run/cloud-init /var/log
+if [ -e @USER_DATA@ ]; then
+  ( @USER_DATA@ >/var/log/cloud-init-output.log 2>&1; echo $? >/run/cloud-init/result.tmp
+    mv /run/cloud-init/result.tmp /run/cloud-init/result ) &
+else
+  echo 0 >/run/cloud-init/result
+fi
 echo "@READY@"
 while [ ! -e /tmp/perfci-poweroff ]; do sleep 1; done
+echo "perfci-twin: powering off: $(cat /tmp/perfci-poweroff) (guest clock $(date +%s))"
 sync
 poweroff -f
-""".replace("@READY@", READY_MARK)
+""".replace("@READY@", READY_MARK).replace("@USER_DATA@", "/var/lib/cloud/instance/scripts/part-001")
+
+# Where a guest's user data goes (twins.guest appends it to the initramfs), as cloud-init names it.
+USER_DATA = "var/lib/cloud/instance/scripts/part-001"
+
+# No systemd in a twin: `shutdown` (what perfci's self-destruct runs) asks /init to power off, which a
+# QEMU started with -no-reboot turns into its own exit, i.e. the instance's power-off.
+SHUTDOWN = """#!/bin/sh
+# perfci twin: shutdown(8) stand-in. Any shutdown powers the twin off through /init (no reboot).
+echo "shutdown $*" >/tmp/perfci-poweroff
+echo "perfci-twin: shutdown $* (guest clock $(date +%s))" >/dev/console 2>/dev/null
+exit 0
+"""
+
+# `cloud-init status [--wait]` about the boot's user data, which /init runs: what the EC2 provider's
+# readiness wait calls (exit 0 done, 1 error), so an EC2 stand-in twin is ready only after its user data.
+CLOUD_INIT = """#!/bin/sh
+# perfci twin: cloud-init stand-in; /init runs the user data, this reports on it.
+[ "$1" = status ] || { echo "perfci twin: only 'cloud-init status [--wait]' is here" >&2; exit 1; }
+f=/run/cloud-init/result
+if [ "${2:-}" = --wait ]; then while [ ! -e $f ]; do sleep 1; done; fi
+[ -e $f ] || { echo "status: running"; exit 0; }
+[ "$(cat $f)" = 0 ] && { echo "status: done"; exit 0; }
+echo "status: error"
+exit 1
+"""
 
 
 class ImageBuildError(RuntimeError):
@@ -122,7 +163,8 @@ LOCAL_REPO = "srv/perfci-repo"
 
 def image_key(arch: str, packages: dict[str, str], perf: bool = True) -> str:
     """Same architecture, package versions and image layout (init script, modules, what is left out) -> same key."""
-    layout: list[object] = [LAYOUT, INIT, NET_MODULES, DROP, sorted(NOT_UNPACKED), BUSYBOX_APPLETS]
+    layout: list[object] = [LAYOUT, INIT, NET_MODULES, DROP, sorted(NOT_UNPACKED), BUSYBOX_APPLETS, SHUTDOWN,
+                            CLOUD_INIT]
     if not perf:  # the default images keep their keys
         layout.append(["no-perf", NO_PERF_EXTRA, sorted(NO_PERF_UNPACKED), LOCAL_REPO])
     blob = json.dumps({"arch": arch, "packages": sorted(packages.items()), "layout": layout})
@@ -394,9 +436,11 @@ class ImageBuilder:
             f'PRETTY_NAME="Debian GNU/Linux 12 (bookworm) perfci twin {self.arch}"\nNAME="Debian GNU/Linux"\n'
             'ID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\n'
         )
-        init = root / "init"
-        init.write_text(INIT)
-        init.chmod(0o755)
+        for rel, text in (("init", INIT), ("sbin/shutdown", SHUTDOWN), ("usr/bin/cloud-init", CLOUD_INIT)):
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            path.chmod(0o755)
 
     def _local_repo(self, root: Path, debs: dict[str, Path], packages: dict[str, str]) -> None:
         """No-perf variant: linux-perf in a trusted file: apt repository, and a dpkg database that says
