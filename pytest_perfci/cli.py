@@ -326,8 +326,8 @@ def _reap_regions(args: argparse.Namespace, ledger: Any) -> list[str] | str:
         found = sorted({e.region for e in ledger.outstanding() if e.region})
         if found:
             return found
-        if _only_local_kinds(ledger):
-            return [LOCAL]  # twin guests and the like: no region, no credentials, no AWS call
+        if not ledger.outstanding() or _only_local_kinds(ledger):
+            return [LOCAL]  # twin guests and the like, or nothing left: no region, no credentials, no AWS call
     default = session().region_name
     if not default:
         if ledger is None:

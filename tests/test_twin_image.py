@@ -11,8 +11,8 @@ import pytest
 
 from pytest_perfci.settings import SettingsError, load_settings
 from pytest_perfci.twins.cpio import CpioWriter
-from pytest_perfci.twins.guest import QemuMissing, require_qemu
-from pytest_perfci.twins.image import AptRoot, ImageBuilder, image_key, parse_simulation
+from pytest_perfci.twins.guest import QemuMissing, TwinError, marker, parse_marker, require_qemu, start_guest
+from pytest_perfci.twins.image import AptRoot, Image, ImageBuilder, image_key, parse_simulation
 from pytest_perfci.twins.machines import MACHINES, UnknownMachine, machine
 
 SIMULATION = """\
@@ -108,3 +108,21 @@ def test_the_no_perf_variant_has_its_own_key_and_asks_for_apt() -> None:
     assert image_key("arm64", packages) != image_key("arm64", packages, perf=False)
     assert image_key("arm64", packages) == image_key("arm64", packages, perf=True)  # default images unchanged
     assert "apt" in ImageBuilder("arm64", perf=False).wanted and "apt" not in ImageBuilder("arm64").wanted
+
+
+@pytest.mark.parametrize(("label", "expires"), [("run-1-arm64-pmu", "2026-12-04T03:15:47Z"), ("i-0abc", None)])
+def test_guest_marker_carries_label_and_expiry_and_nothing_else_parses(label: str, expires: str | None) -> None:
+    name = marker(label, expires)
+    assert name.startswith("perfci-twin:") and "," not in name  # a comma would split QEMU's -name option
+    assert parse_marker(name) == (label, expires)
+    for other in ("perfci-twin", "perfci-twins:x", "qemu:run-1", ""):
+        assert parse_marker(other) is None
+
+
+def test_user_data_that_is_not_a_script_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    image = Image(arch="arm64", key="k", kernel=tmp_path / "kernel", initrd=tmp_path / "initrd", kernel_version="6",
+                  packages={})
+    with pytest.raises(TwinError, match=r"^twin i-1: user data starts with b'#cloud-config\\n"):
+        start_guest(MACHINES["arm64-pmu"], image, tmp_path / "g", label="i-1", authorized_key="ssh-ed25519 AAAA",
+                    user_data=b"#cloud-config\nruncmd: [true]\n")
+    assert not (tmp_path / "g").exists()

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ from pytest_perfci.collect.pmc import TWIN_WORKLOAD, perf_stat_shell
 from pytest_perfci.hosts.ssh import HostKeyRejected, SSHHost
 from pytest_perfci.providers.qemu import QemuProvider
 from pytest_perfci.settings import Settings
-from pytest_perfci.twins.guest import TwinError
+from pytest_perfci.twins.guest import TwinError, marker
 from pytest_perfci.twins.image import ImageBuilder, ImageBuildError
 
 ROOT = Path(__file__).parents[1]
@@ -152,7 +153,7 @@ def test_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None:
 def test_release_powers_the_guest_off(twin: Twin) -> None:
     guest = twin.provider._guests["arm64-pmu"]
     twin.provider.release_all()
-    assert guest.process.returncode == 0  # QEMU exits 0 on the guest's own power-off; a kill would be -15/-9
+    assert guest.process.returncode == 0  # QEMU exits 0 on the guest's power-off (on SIGTERM too: the next line tells)
     assert "reboot: Power down" in guest.console.read_text()
     assert twin.ledger.outstanding("twin-selftest") == []
     assert not twin.provider._key_path.exists()
@@ -198,33 +199,53 @@ def test_killed_run_leaves_no_qemu(tmp_path: Path) -> None:
     assert not _alive(pid), f"QEMU {pid} outlived the SIGKILLed pytest"
 
 
-def test_perfci_reap_finds_a_guest_by_the_ledger_and_kills_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("by", ["ledger", "run-id", "expired"])
+def test_perfci_reap_finds_a_guest_and_kills_it(tmp_path: Path, by: str) -> None:
     """Layer 3: a guest whose run died without taking it along (here: its parent is alive, so the
-    death signal never fires) is found through the run's ledger and killed, with no AWS anywhere."""
+    death signal never fires) is found and killed with no AWS anywhere: through the run's ledger, or
+    (no ledger) by the run id and expires-at its QEMU command line carries. A guest of the same run id,
+    already expired, under another results tree is not the reap's: it stays."""
+    from pytest_perfci.tags import stamp
     from pytest_perfci.twins.guest import new_keypair, start_guest
     from pytest_perfci.twins.machines import MACHINES
 
     image = ImageBuilder("arm64", progress=lambda _: None).build()
     _, public = new_keypair()
-    guest = start_guest(MACHINES["arm64-pmu"], image, tmp_path / "g", label="twin-reaped-arm64-pmu",
-                        authorized_key=public)
-    ledger = Ledger(tmp_path / "ledger.jsonl")
+    results, elsewhere = tmp_path / "results", tmp_path / "elsewhere"
+    expired = stamp(datetime.now(UTC) - timedelta(minutes=1))
+    guests = [start_guest(MACHINES["arm64-pmu"], image, root / "twins" / "twin-reaped" / "arm64-pmu",
+                          label="twin-reaped-arm64-pmu", authorized_key=public, expires_at=expired)
+              for root in (results, elsewhere)]
+    guest, other = guests
+    ledger = Ledger(results / "ledger.jsonl")
     ledger.record("twin-reaped", "created", "qemu_guest", id=str(guest.pid),
-                  data={"machine": "arm64-pmu", "marker": "perfci-twin:twin-reaped-arm64-pmu"})
+                  data={"machine": "arm64-pmu", "marker": marker("twin-reaped-arm64-pmu", expired)})
+    select = {"ledger": ["--ledger", str(ledger.path)], "run-id": ["--run-id", "twin-reaped"],
+              "expired": ["--expired"]}[by]
     try:
         env = {k: v for k, v in _env().items() if not k.startswith("AWS_")}
-        dry = subprocess.run([sys.executable, "-m", "pytest_perfci.cli", "reap", "--ledger", str(ledger.path)],
-                             capture_output=True, text=True, timeout=120, env=env, check=False)
+        env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull  # no region, no credentials
+        reap = [sys.executable, "-m", "pytest_perfci.cli", "reap", *select, "--results", str(results)]
+        dry = subprocess.run(reap, capture_output=True, text=True, timeout=120, env=env, check=False)
         assert dry.returncode == 0, dry.stdout + dry.stderr
         assert str(guest.pid) in dry.stdout and "qemu_guest" in dry.stdout and guest.alive()
-        proc = subprocess.run([sys.executable, "-m", "pytest_perfci.cli", "reap", "--ledger", str(ledger.path),
-                               "--yes"], capture_output=True, text=True, timeout=120, env=env, check=False)
+        assert str(other.pid) not in dry.stdout, dry.stdout
+        if by != "ledger":
+            assert "searching this machine's twin guests only" in dry.stderr, dry.stderr
+            assert (f"expired {expired}" if by == "expired" else "tagged perfci:run-id=twin-reaped") in dry.stdout
+        proc = subprocess.run([*reap, "--yes"], capture_output=True, text=True, timeout=120, env=env, check=False)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert ": 1 deleted, 0 already gone, 0 failed" in proc.stdout, proc.stdout
         guest.process.wait(30)
         assert guest.process.returncode == -9
-        assert ledger.outstanding() == []
+        assert other.alive(), "a guest of another results tree was reaped"
+        # Only a ledger reap writes the ledger (as for EC2: --run-id/--expired go by what is listed).
+        assert (ledger.outstanding() == []) is (by == "ledger")
+        again = subprocess.run(reap, capture_output=True, text=True, timeout=120, env=env, check=False)
+        assert again.returncode == 0 and "nothing to reap" in again.stdout, again.stdout + again.stderr
     finally:
-        guest.kill()
+        for g in guests:
+            g.kill()
 
 
 def test_a_twin_without_perf_is_one_reader_unprepared_and_installs_perf_from_its_local_repository(
