@@ -410,6 +410,9 @@ def _reap(args: argparse.Namespace) -> int:
             failures.append(f"region {region}: could not list resources: {exc}")
             print(f"perfci reap: {failures[-1]}", file=sys.stderr)
             continue
+        if only is not None and args.expired:
+            # A local resource without an expiry (a network namespace) is for --run-id, not a janitor's list.
+            sel.skipped = [o for o in sel.skipped if o.expires_at is not None]
         surveyed[region] = (ctx, sel, only)
         failures.extend(f"region {region}: could not list {kind} resources" for kind in sel.unlisted)
         found.extend(sel.chosen)

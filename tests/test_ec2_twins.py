@@ -158,8 +158,8 @@ def test_killed_runs_twin_powers_itself_off_at_expires_at_and_is_terminated(
     host.close()
     gone = wait_file(spool / f"{iid}.exit", 300, spool / "launcher.log")
     delay = gone["exited_at"] - expires
-    print(f"\nself-destruct: expires-at -> power-off {delay:.1f} s (the checker runs every 60 s; guest clock "
-          f"lags the host's under TCG); QEMU {ready['pid']} exit {gone['returncode']}, instance {gone['action']}")
+    print(f"\nself-destruct: expires-at -> power-off {delay:.1f} s (the checker runs every 60 s, on the guest's clock "
+          f"synced to QEMU's RTC every 10 s); QEMU {ready['pid']} exit {gone['returncode']}, instance {gone['action']}")
     console = Path(ready["console"]).read_text(errors="replace")
     assert gone["returncode"] == 0 and gone["action"] == "terminated", (gone, console[-2000:])
     assert "perfci-twin: shutdown -h now" in console and "reboot: Power down" in console, console[-2000:]
