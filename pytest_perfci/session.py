@@ -150,7 +150,7 @@ class ProviderSession:
 
             sys.stderr.write(f"perfci: pytest_perfci_reset_host failed: {exc}\n")
         if self.is_worker and self.shares_hosts:
-            for host in self._hosts.values():
+            for host in [*self._hosts.values(), *(p.server for p in self._pairs.values())]:
                 host.close()
         elif self.settings.keep:
             freeze(self.provider)  # nothing torn down; the heartbeat stops, so the self-destruct still fires

@@ -292,6 +292,10 @@ class Settings(BaseModel):
     max_types: Annotated[int, Field(ge=1, le=1000), Opt(
         "--perfci-max-types", "most instance types one attribute query may select (default 8); more is an "
         "error before anything is created", "N")] = 8
+    # client/server pairs (the topology fixture, suites/net)
+    server_type: Annotated[str | None, Opt(
+        "--perfci-server-type", "EC2 instance type of each target's server in a client/server pair (default: "
+        "the target's own type); the client is the target", "TYPE")] = None
     # inventory provider
     inventory: Annotated[Path | None, Opt("--perfci-inventory", "lab hosts for --provider=inventory (TOML or "
                                           "YAML)", "FILE")] = None
@@ -399,6 +403,14 @@ class Settings(BaseModel):
                     "m7i.metal-24xl, c7g.metal or m7i.2xlarge, or an attribute query such as "
                     "arch=arm64,metal=true"
                 )
+        return value
+
+    @field_validator("server_type")
+    @classmethod
+    def _check_server_type(cls, value: str | None) -> str | None:
+        if value is not None and not INSTANCE_TYPE_RE.match(value):
+            raise ValueError(f"{value!r} is not an EC2 instance type name; expected FAMILY.SIZE such as "
+                             "m7i.large or c7gn.16xlarge")
         return value
 
     @field_validator("region")

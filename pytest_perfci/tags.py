@@ -13,6 +13,7 @@ TAG_OWNER = "perfci:owner"
 TAG_EXPIRES = "perfci:expires-at"   # UTC ISO8601; pushed forward by the heartbeat; `reap --expired`
 TAG_KEEP = "perfci:keep-until"      # set by hand: protects a resource from every reap selector until then
 TAG_SUITE = "perfci:suite"
+TAG_ROLE = "perfci:role"          # client or server of a client/server pair (the topology fixture)
 TAG_KOPS_STATE = "perfci:kops-state"  # the kops state store of the cluster a node belongs to
 # kops tags every instance it creates with the cluster's name (not ours, but what finds a cluster).
 TAG_KOPS_CLUSTER = "KubernetesCluster"

@@ -53,14 +53,18 @@ def _hold() -> None:
 
 
 def pytest_perfci_host_address(instance: dict[str, Any]) -> str:
+    """Every instance -> the test sshd; with PERFCI_TEST_SERVER_SSHD_PORT (and ..._AUTHORIZED_KEYS), the
+    servers of client/server pairs (tag perfci:role=server) -> a second sshd, so a pair is two machines."""
     _mark("address-called")
     _hold()
     key = Path(os.environ["PERFCI_TEST_RESULTS"]) / ".keys" / f"{instance['KeyName']}.pem"
     pub = subprocess.run(["ssh-keygen", "-y", "-f", str(key)], check=True, capture_output=True, text=True).stdout
-    auth = Path(os.environ["PERFCI_TEST_AUTHORIZED_KEYS"])
+    tags = {t["Key"]: t.get("Value", "") for t in instance.get("Tags", []) or []}
+    server = tags.get("perfci:role") == "server" and os.environ.get("PERFCI_TEST_SERVER_SSHD_PORT")
+    auth = Path(os.environ["PERFCI_TEST_SERVER_AUTHORIZED_KEYS" if server else "PERFCI_TEST_AUTHORIZED_KEYS"])
     with _lock:
         if pub.strip() not in auth.read_text():
             with auth.open("a") as fh:
                 fh.write(pub.strip() + "\n")
     _mark("address-returned")
-    return f"127.0.0.1:{os.environ['PERFCI_TEST_SSHD_PORT']}"
+    return f"127.0.0.1:{os.environ['PERFCI_TEST_SERVER_SSHD_PORT' if server else 'PERFCI_TEST_SSHD_PORT']}"

@@ -62,11 +62,12 @@ class MotoServer:
 
 
 def start_moto(log: Path) -> MotoServer:
+    """moto_server, plus EC2 placement groups (tests/moto_placement.py: moto 5.2.5 has none)."""
     port = free_port()
-    exe = Path(sys.executable).with_name("moto_server")
+    program = Path(__file__).with_name("moto_placement.py")
     with log.open("wb") as fh:
-        proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=fh, stderr=fh,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen([sys.executable, str(program), "-H", "127.0.0.1", "-p", str(port)], stdout=fh,
+                                stderr=fh, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

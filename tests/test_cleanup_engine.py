@@ -330,7 +330,7 @@ def test_registry_is_lazy_and_every_entry_names_its_kind() -> None:
         cls = kind_class(name)
         assert issubclass(cls, ResourceKind) and cls.name == name
     assert [k for k in sorted(KINDS, key=lambda n: kind_class(n).order)] == [
-        "qemu_guest", "netns", "cluster", "instance", "key_pair", "security_group"]
+        "qemu_guest", "netns", "cluster", "instance", "key_pair", "placement_group", "security_group"]
 
 
 def test_a_failing_kind_does_not_stop_one_that_does_not_need_it(moto: MotoServer, tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "ttl": ("90m", timedelta(minutes=90)),
     "ttl_max": ("48h", timedelta(hours=48)),
     "spot": ("true", True),
+    "server_type": ("c7gn.large", "c7gn.large"),
     "ssh_cidr": ("203.0.113.7/32", "203.0.113.7/32"),
     "ssh_user": ("ubuntu", "ubuntu"),
     "root_volume_gb": ("40", 40),

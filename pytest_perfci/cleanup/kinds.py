@@ -28,6 +28,7 @@ KINDS: dict[str, str] = {
     "cluster": "pytest_perfci.providers.kops:ClusterKind",
     "instance": "pytest_perfci.providers.ec2.resources:InstanceKind",
     "key_pair": "pytest_perfci.providers.ec2.resources:KeyPairKind",
+    "placement_group": "pytest_perfci.providers.ec2.resources:PlacementGroupKind",
     "security_group": "pytest_perfci.providers.ec2.resources:SecurityGroupKind",
     "qemu_guest": "pytest_perfci.providers.qemu:QemuGuestKind",
     "netns": "pytest_perfci.providers.netns:NetnsKind",

@@ -118,6 +118,7 @@ class LaunchSpec:
     tags: list[dict[str, str]]
     root_volume_gb: int = 30
     spot: bool = False
+    placement_group: str | None = None  # a cluster placement group (client/server pairs)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def request(self, subnet_id: str, token: str, spot: bool) -> dict[str, Any]:
@@ -145,6 +146,8 @@ class LaunchSpec:
             "TagSpecifications": tag_spec("instance", self.tags) + tag_spec("volume", self.tags),
             **self.extra,
         }
+        if self.placement_group:
+            req["Placement"] = {"GroupName": self.placement_group}
         if spot:
             req["InstanceMarketOptions"] = {
                 "MarketType": "spot",

@@ -190,3 +190,34 @@ def subnets_by_zone(ec2: Any, vpc_id: str) -> dict[str, str]:
 def placements(zones_offering: list[str], subnets: dict[str, str]) -> list[tuple[str, str]]:
     """(zone, subnet) pairs to try in order: zones that offer the type and have a subnet."""
     return [(z, subnets[z]) for z in zones_offering if z in subnets]
+
+
+# suites/net: iperf3 on the first port, sockperf on the next; the pair's security group rule opens these.
+PAIR_PORTS = (5201, 5209)
+
+
+def allow_within_group(ec2: Any, group_id: str, run_id: str, ports: tuple[int, int] = PAIR_PORTS) -> None:
+    """TCP `ports` between the group's own members only (the source is the group itself, no CIDR): a
+    client and server of this run reach each other's test ports, nobody else does."""
+    ec2.authorize_security_group_ingress(
+        GroupId=group_id,
+        IpPermissions=[{
+            "IpProtocol": "tcp", "FromPort": ports[0], "ToPort": ports[1],
+            "UserIdGroupPairs": [{"GroupId": group_id, "Description": f"perfci {run_id} client/server"}],
+        }],
+    )
+
+
+def create_placement_group(
+    ec2: Any, ledger: Ledger, *, run_id: str, region: str, name: str, tags: list[dict[str, str]]
+) -> tuple[str, str]:
+    """A cluster placement group (one AZ, low latency, 10 Gbit/s per flow), ledgered by name; returns
+    (name, group id)."""
+    ledger.record(run_id, "intent", "placement_group", token=name, region=region, data={"name": name, "tags": tags})
+    with _refused_closes_intent(ledger, run_id, "placement_group", name, region):
+        resp = ec2.create_placement_group(GroupName=name, Strategy="cluster",
+                                          TagSpecifications=tag_spec("placement-group", tags))
+    group_id = str(resp.get("PlacementGroup", {}).get("GroupId", ""))
+    ledger.record(run_id, "created", "placement_group", id=name, token=name, region=region,
+                  data={"name": name, "group_id": group_id})
+    return name, group_id

@@ -10,6 +10,10 @@ Order of events for a run (`acquire` of the first target triggers all of it, onc
   fan-out            one thread per type: RunInstances (AZ fallback), waiter, SSH readiness, cloud-init;
                      eight types are ready in about the time of the slowest one
   heartbeat          a thread pushing perfci:expires-at and the on-host deadline forward
+  pairs              when collected tests use the `topology` fixture (declare_pairs) or --perfci-server-type
+                     is given: per target a cluster placement group, the target (the client) and a server
+                     launched into it (same AZ), and one security group rule opening the test ports
+                     between members of the run's group only
 release_all() stops the heartbeat, lets in-flight provisioning threads finish (they stop at their
 next step), then runs the cleanup engine's teardown() on the run's ledger (cleanup/engine.py).
 """
@@ -17,6 +21,7 @@ next step), then runs the cleanup engine's teardown() on the run's ledger (clean
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 import time
@@ -44,14 +49,22 @@ from pytest_perfci.models.preparation import Preparation
 from pytest_perfci.prepare import host as prepare_host
 from pytest_perfci.prepare.script import boot_snippet
 from pytest_perfci.progress import status
-from pytest_perfci.providers.base import KeptHost, Provider, ProviderContext, Target, WorkerHandle
+from pytest_perfci.providers.base import (
+    KeptHost,
+    Pair,
+    Provider,
+    ProviderContext,
+    Target,
+    TargetUnavailable,
+    WorkerHandle,
+)
 from pytest_perfci.providers.ec2 import claim, clock, network, userdata
 from pytest_perfci.providers.ec2.ami import AmiResolver, Image
 from pytest_perfci.providers.ec2.catalog import Catalog
 from pytest_perfci.providers.ec2.launch import LaunchError, LaunchSpec, launch, wait_running
 from pytest_perfci.retry import backoff
 from pytest_perfci.settings import Settings
-from pytest_perfci.tags import TAG_EXPIRES
+from pytest_perfci.tags import TAG_EXPIRES, TAG_ROLE
 
 Progress = Callable[[str], None]
 AddressFn = Callable[[dict[str, Any]], str | None]
@@ -100,6 +113,8 @@ class InstanceRecord:
     known_hosts: str
     state: str = "running"
     volume_ids: tuple[str, ...] = ()  # EBS volumes (the root): the heartbeat moves their expires-at too
+    private_address: str = ""  # the VPC address: a pair's test traffic goes here
+    role: str = ""  # "client" or "server" in a client/server pair
 
     @property
     def ssh_command(self) -> str:
@@ -174,6 +189,14 @@ class EC2Provider(Provider):
         self._heartbeat: userdata.Heartbeat | None = None
         self._start_error: BaseException | None = None
         self._needs: tuple[str, ...] = ()
+        # client/server pairs (the topology fixture): per target type its placement group and server
+        self._pairs_declared = False
+        self._server_plan: tuple[InstanceTypeInfo, Image] | None = None
+        self._groups: dict[str, tuple[str, str]] = {}  # target type -> (placement group name, id)
+        self._servers: dict[str, SSHHost] = {}
+        self._server_records: dict[str, InstanceRecord] = {}
+        self._pair_errors: dict[str, str] = {}
+        self._handles: dict[str, WorkerHandle] = {}  # xdist worker: what the controller exported
 
     @classmethod
     def from_settings(cls, settings: Settings, context: ProviderContext) -> EC2Provider:
@@ -227,9 +250,12 @@ class EC2Provider(Provider):
 
     def type_info(self, target: Target) -> InstanceTypeInfo | None:
         """Catalogue facts of a target's type (for instance_type query markers), None if not resolved here."""
+        name = target.instance_type or target.name
         for r in self.resolution().types:
-            if r.info.name == (target.instance_type or target.name):
+            if r.info.name == name:
                 return r.info
+        if self._server_plan is not None and self._server_plan[0].name == name:
+            return self._server_plan[0]
         return None
 
     def acquire(self, target: Target) -> SSHHost:
@@ -251,17 +277,80 @@ class EC2Provider(Provider):
         return WorkerHandle(
             target=target.name, address=rec.address, port=rec.port, user=rec.user, key_path=rec.key_path,
             known_hosts=rec.known_hosts, instance_type=rec.instance_type, instance_id=rec.instance_id,
-            zone=rec.zone or None, region=self.region, ami=rec.ami,
+            zone=rec.zone or None, region=self.region, ami=rec.ami, extra=self._pair_extra(itype),
         )
+
+    def _pair_extra(self, itype: str) -> dict[str, str]:
+        """The pair's server, for a worker's `pair` (WorkerHandle.extra); {} when no pairs were asked for."""
+        if not self.pairs_wanted:
+            return {}
+        if itype in self._pair_errors or itype not in self._server_records:
+            return {"pair_unavailable": self._pair_errors.get(itype, "no server was provisioned")}
+        srv, rec = self._server_records[itype], self._records[itype]
+        return {"server_address": srv.address, "server_port": str(srv.port), "server_user": srv.user,
+                "server_known_hosts": srv.known_hosts, "server_private": srv.private_address,
+                "server_type": srv.instance_type, "client_private": rec.private_address,
+                "placement_group": self._groups.get(itype, ("", ""))[0]}
 
     def attach(self, target: Target, handle: WorkerHandle) -> SSHHost:
         """xdist worker: its own connection to an instance the controller created (and will destroy)."""
+        self._handles[target.name] = handle
         return SSHHost(
             target.name, handle.address, user=handle.user, port=handle.port,
             key_filename=handle.key_path, connect_timeout=self.ssh_connect_timeout,
             known_hosts=handle.known_hosts, host_key_policy="reject",
             instance_type=handle.instance_type, region=handle.region, ami=handle.ami,
         )
+
+    # -- client/server pairs -------------------------------------------------------------------------
+
+    @property
+    def pairs_wanted(self) -> bool:
+        """Servers are launched beside the targets: tests use `topology`, or --perfci-server-type says so
+        (under xdist the controller does not collect, so only the option tells it)."""
+        return self._pairs_declared or self.settings.server_type is not None
+
+    def declare_pairs(self) -> None:
+        """Collected tests use `topology`: each target gets a placement group and a server (before any launch)."""
+        self._pairs_declared = True
+
+    def pair(self, target: Target) -> Pair:
+        """The target's instance (client) and the server launched beside it in one cluster placement group."""
+        itype = target.instance_type or target.name
+        handle = self._handles.get(target.name)
+        if handle is not None:
+            return self._attach_pair(target, handle)
+        if not self.pairs_wanted:
+            raise TargetUnavailable("no server was launched for it (pairs are launched when collected tests use "
+                                    "`topology`, or with --perfci-server-type)")
+        client = self.acquire(target)
+        if itype in self._pair_errors or itype not in self._servers:
+            raise TargetUnavailable(self._pair_errors.get(itype, "its server was not provisioned"))
+        rec, srv = self._records[itype], self._server_records[itype]
+        group = self._groups[itype][0]
+        return Pair(target=target.name, client=client, server=self._servers[itype],
+                    client_address=rec.private_address, server_address=srv.private_address,
+                    link=f"cluster placement group {group} in {rec.zone}: {rec.instance_id} -> {srv.instance_id}",
+                    ports=network.PAIR_PORTS, client_type=itype, server_type=srv.instance_type,
+                    placement_group=group)
+
+    def _attach_pair(self, target: Target, handle: WorkerHandle) -> Pair:
+        extra = handle.extra
+        if "server_address" not in extra:
+            raise TargetUnavailable(extra.get("pair_unavailable") or "the controller launched no server for it "
+                                    "(under xdist pass --perfci-server-type, even the target's own type)")
+        client = self.attach(target, handle)
+        server = SSHHost(
+            f"{target.name}-server", extra["server_address"], user=extra["server_user"],
+            port=int(extra["server_port"]), key_filename=handle.key_path, connect_timeout=self.ssh_connect_timeout,
+            known_hosts=extra["server_known_hosts"], host_key_policy="reject",
+            instance_type=extra["server_type"], region=handle.region,
+        )
+        group = extra.get("placement_group", "")
+        return Pair(target=target.name, client=client, server=server, client_address=extra["client_private"],
+                    server_address=extra["server_private"], link=f"cluster placement group {group} in {handle.zone}",
+                    ports=network.PAIR_PORTS, client_type=handle.instance_type, server_type=extra["server_type"],
+                    placement_group=group or None)
 
     def declare_needs(self, needs: tuple[str, ...]) -> None:
         """Install these at boot (user data); the cloud-init wait then covers the install."""
@@ -292,7 +381,7 @@ class EC2Provider(Provider):
         """Instances left up by a kept run, with perfci:expires-at as EC2 lists it now."""
         records = [r for r in self.instances() if r.state != "terminated"]
         expires = self._expires([r.instance_id for r in records])
-        return [KeptHost(name=r.instance_type, resource_id=r.instance_id, ssh_command=r.ssh_command,
+        return [KeptHost(name=f"{r.instance_type} ({r.role})" if r.role else r.instance_type, resource_id=r.instance_id, ssh_command=r.ssh_command,
                          expires_at=expires.get(r.instance_id), key_path=r.key_path) for r in records]
 
     def _expires(self, ids: list[str]) -> dict[str, str]:
@@ -319,7 +408,7 @@ class EC2Provider(Provider):
             self._heartbeat.stop()
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
-        for host in list(self._hosts.values()):
+        for host in [*self._hosts.values(), *self._servers.values()]:
             with contextlib.suppress(Exception):  # closing must not prevent teardown
                 host.close()
         try:
@@ -331,7 +420,7 @@ class EC2Provider(Provider):
                           waiter_delay=self.waiter_delay, deadline=time.monotonic() + self.teardown_deadline)
             report = engine.teardown(ctx, self.ledger, self.run_id, pid=os.getpid())
             self._remove_known_hosts()
-            for rec in self._records.values():
+            for rec in [*self._records.values(), *self._server_records.values()]:
                 rec.state = "terminated"
             return report
         finally:
@@ -392,6 +481,10 @@ class EC2Provider(Provider):
                 infos = [r.info for r in resolution.types]
                 resolver = AmiResolver(self._ec2, self._ssm, self.settings.ami, self.settings.ssh_user)
                 plan = {info.name: (info, resolver.for_type(info)) for info in infos}
+                if self.settings.server_type is not None:
+                    assert self._catalog is not None
+                    server = self._catalog.resolve([self.settings.server_type])[0]  # unknown: closest names
+                    self._server_plan = (server, resolver.for_type(server))
                 self._cidr = network.default_cidr(
                     self.settings.ssh_cidr, self._ec2.meta.endpoint_url, self.public_address
                 )
@@ -472,13 +565,17 @@ class EC2Provider(Provider):
             cidr=self._cidr, tags=tags,
         )
         self.progress(f"perfci {self.run_id}: SSH allowed from {self._cidr} only; expires {expires}")
+        if self.pairs_wanted:
+            network.allow_within_group(self._ec2, self._group_id, self.run_id)
+            self.progress(f"perfci {self.run_id}: TCP {network.PAIR_PORTS[0]}-{network.PAIR_PORTS[1]} open between "
+                          f"the run's instances only (security group {self._group_id} as the source)")
         self._subnets = network.subnets_by_zone(self._ec2, vpc)
         self._heartbeat = userdata.Heartbeat(
             self._ec2,
             ttl=self.settings.ttl,
             interval=self.heartbeat_interval,
             resources=self._tagged_ids,
-            hosts=lambda: list(self._hosts.values()),
+            hosts=lambda: [*self._hosts.values(), *self._servers.values()],
             progress=self.progress,
             state_dir=self.host_state_dir,
             clock=self.clock,
@@ -489,8 +586,9 @@ class EC2Provider(Provider):
             self._futures[itype] = self._executor.submit(self._provision, info, image, tags)
 
     def _tagged_ids(self) -> list[str]:
-        live = [r for r in self._records.values() if r.state != "terminated"]
+        live = [r for r in [*self._records.values(), *self._server_records.values()] if r.state != "terminated"]
         ids = [r.instance_id for r in live] + [v for r in live for v in r.volume_ids]
+        ids += [group_id for _, group_id in self._groups.values() if group_id]
         if self._group_id:
             ids.append(self._group_id)
         if self._key and self._key.key_id:
@@ -504,7 +602,17 @@ class EC2Provider(Provider):
     def _provision(self, info: InstanceTypeInfo, image: Image, base_tags: list[dict[str, str]]) -> SSHHost:
         itype = info.name
         assert self._key is not None and self._group_id is not None and self._catalog is not None
+        pairs = self.pairs_wanted
         tags = [t if t["Key"] != "Name" else {"Key": "Name", "Value": f"{self.run_id}-{itype}"} for t in base_tags]
+        group = None
+        if pairs:
+            self._check(f"creating the placement group of {itype}")
+            group, group_id = network.create_placement_group(
+                self._ec2, self.ledger, run_id=self.run_id, region=self.region, name=f"{self.run_id}-{itype}",
+                tags=tags)
+            self._groups[itype] = (group, group_id)
+            self.progress(f"{itype}: cluster placement group {group} ({group_id}) for its client and server")
+            tags = [*tags, {"Key": TAG_ROLE, "Value": "client"}]
         spec = LaunchSpec(
             instance_type=itype,
             image_id=image.ami,
@@ -516,13 +624,59 @@ class EC2Provider(Provider):
             tags=tags,
             root_volume_gb=max(self.settings.root_volume_gb, image.min_root_gb),
             spot=self.settings.spot,
+            placement_group=group,
         )
         self._check(f"launching {itype}")
         started = time.monotonic()
         inst = launch(self._ec2, self.ledger, spec, run_id=self.run_id, region=self.region,
                       progress=self.progress)
         iid = inst["InstanceId"]
-        described = wait_running(self._ec2, {iid: itype}, progress=self.progress, delay=self.waiter_delay)[iid]
+        server_id = self._launch_server(itype, spec, inst) if pairs else None
+        waiting = {iid: itype, **({server_id: f"{itype} server"} if server_id else {})}
+        running = wait_running(self._ec2, waiting, progress=self.progress, delay=self.waiter_delay)
+        record, ssh = self._reach(itype, itype, running[iid], image, started, role="client" if pairs else "")
+        self._records[itype] = record
+        self._hosts[itype] = ssh
+        if server_id is not None:
+            server_info, server_image = self._server_plan or (info, image)
+            try:
+                srec, sssh = self._reach(f"{itype}-server", server_info.name, running[server_id], server_image,
+                                         started, role="server")
+            except (EC2SetupError, HostError) as exc:
+                self._pair_errors[itype] = f"server {server_id}: {exc}"
+            else:
+                self._server_records[itype], self._servers[itype] = srec, sssh
+        return ssh
+
+    def _launch_server(self, itype: str, client: LaunchSpec, inst: dict[str, Any]) -> str | None:
+        """The pair's server: --perfci-server-type (default the target's type), into the client's placement
+        group and AZ. A failure only makes the pair unavailable (tests on the target itself go on)."""
+        info, image = self._server_plan or (None, None)
+        zone = str(inst.get("Placement", {}).get("AvailabilityZone", ""))
+        tags = [{"Key": "Name", "Value": f"{self.run_id}-{itype}-server"} if t["Key"] == "Name"
+                else {"Key": TAG_ROLE, "Value": "server"} if t["Key"] == TAG_ROLE else t for t in client.tags]
+        spec = dataclasses.replace(
+            client, tags=tags, placements=[(zone, self._subnets[zone])] if zone in self._subnets else [],
+            spot=False,  # a server reclaimed mid-measurement measures nothing
+        )
+        if info is not None and image is not None:
+            spec = dataclasses.replace(spec, instance_type=info.name, image_id=image.ami,
+                                       root_device=image.root_device)
+        self._check(f"launching the server of {itype}")
+        try:
+            server = launch(self._ec2, self.ledger, spec, run_id=self.run_id, region=self.region,
+                            progress=self.progress)
+        except LaunchError as exc:
+            self._pair_errors[itype] = f"server {spec.instance_type} in {zone}: {exc}"
+            self.progress(f"{itype}: no server: {exc}")
+            return None
+        return str(server["InstanceId"])
+
+    def _reach(self, name: str, itype: str, described: dict[str, Any], image: Image, started: float, *,
+               role: str) -> tuple[InstanceRecord, SSHHost]:
+        """Record a running instance and wait until SSH and cloud-init are done on it."""
+        assert self._key is not None
+        iid = described["InstanceId"]
         user, host, port = parse_address(self.address(described) or default_address(described), image.user)
         known_hosts = Path(self.known_hosts_dir) / f"{iid}.known_hosts"
         record = InstanceRecord(
@@ -531,26 +685,27 @@ class EC2Provider(Provider):
             known_hosts=str(known_hosts),
             volume_ids=tuple(str(m["Ebs"]["VolumeId"]) for m in described.get("BlockDeviceMappings", [])
                              if m.get("Ebs", {}).get("VolumeId")),
+            private_address=str(described.get("PrivateIpAddress", "")), role=role,
         )
-        self._records[itype] = record
-        self._check(f"connecting to {itype}")
+        if role == "server":
+            self._server_records.setdefault(name.removesuffix("-server"), record)  # the heartbeat sees it at once
+        self._check(f"connecting to {name}")
         ssh = SSHHost(
-            itype, host, user=user, port=port, key_filename=self._key.path,
+            name, host, user=user, port=port, key_filename=self._key.path,
             connect_timeout=self.ssh_connect_timeout, known_hosts=known_hosts, host_key_policy="accept-new",
             instance_type=itype, region=self.region, ami=image.ami,
         )
-        self.progress(f"{itype} {iid}: host key accepted on first use (accept-new, saved to {known_hosts}); "
+        self.progress(f"{name} {iid}: host key accepted on first use (accept-new, saved to {known_hosts}); "
                       "console-output fingerprints are not checked")
-        self._wait_ssh(ssh, itype, iid, started)
-        self._wait_cloud_init(ssh, itype, iid, started)
+        self._wait_ssh(ssh, name, iid, started)
+        self._wait_cloud_init(ssh, name, iid, started)
         assert self._heartbeat is not None
         until = self._heartbeat.ready(ssh, [iid, *record.volume_ids])  # the TTL counts from readiness
-        self.progress(f"{itype} {iid}: self-destruct at {until:%Y-%m-%dT%H:%M:%SZ} (ready + TTL)")
-        self._hosts[itype] = ssh
+        self.progress(f"{name} {iid}: self-destruct at {until:%Y-%m-%dT%H:%M:%SZ} (ready + TTL)")
         took = time.monotonic() - started
-        self.progress(status(itype, f"{iid} ready ({user}@{host}:{port})", took,
-                             text=f"{itype} {iid} ready {took:.0f}s ({user}@{host}:{port})"))
-        return ssh
+        self.progress(status(name, f"{iid} ready ({user}@{host}:{port})", took,
+                             text=f"{name} {iid} ready {took:.0f}s ({user}@{host}:{port})"))
+        return record, ssh
 
     def _wait_ssh(self, ssh: SSHHost, itype: str, iid: str, started: float) -> None:
         """`true` over SSH until it works: exponential backoff (1 s .. 15 s) up to ssh_ready_timeout."""

@@ -1,4 +1,5 @@
-"""The EC2 resource kinds perfci creates (instance, key pair, security group) for the cleanup engine.
+"""The EC2 resource kinds perfci creates (instance, key pair, security group, placement group) for the
+cleanup engine.
 
 One "already gone" rule for all three (:data:`GONE`); retries are the project's one policy
 (pytest_perfci.retry) on top of botocore's adaptive retry mode; verification uses the boto3 waiter
@@ -26,6 +27,7 @@ GONE = frozenset({
     "InvalidKeyPair.NotFound",
     "InvalidGroup.NotFound",
     "InvalidGroupId.NotFound",
+    "InvalidPlacementGroup.Unknown",
 })
 # Instances in these states are alive or may come back; everything else is gone or going.
 LIVE_INSTANCE_STATES = ("pending", "running", "stopping", "stopped")
@@ -298,6 +300,61 @@ class SecurityGroupKind(_EC2Kind):
                          sleep=self.ctx.sleep)
         try:
             policy(lambda: self.ec2.delete_security_group(**kwargs))
+        except ClientError as exc:
+            if gone(exc):
+                return "already_gone"
+            raise
+        return "deleted"
+
+
+class PlacementGroupKind(_EC2Kind):
+    """Cluster placement groups of client/server pairs (suites/net), by GroupName (what DeletePlacementGroup
+    takes and the ledger records); the GroupId goes in the data.
+
+    Tried only once the run's instances are gone: a group that still holds one answers
+    InvalidPlacementGroup.InUse, retried with the shared backoff like a security group's DependencyViolation.
+    """
+
+    name = "placement_group"
+    order = 25
+    needs_gone = ("instance",)
+
+    def _list(self, filters: list[dict[str, Any]]) -> list[Described]:
+        resp = self.ec2.describe_placement_groups(Filters=filters)
+        return [self._described(g["GroupName"], g, g.get("State"), token=g["GroupName"], group_id=g.get("GroupId", ""))
+                for g in resp.get("PlacementGroups", []) if g.get("State") != "deleted"]
+
+    def describe(self, run_id: str | None) -> list[Described]:
+        return self._list(run_filter(run_id))
+
+    def describe_ids(self, ids: Sequence[str]) -> list[Described]:
+        return self._list([{"Name": "group-name", "Values": list(ids)}]) if ids else []
+
+    def delete(self, orphans: list[Orphan]) -> list[Outcome]:
+        out = []
+        for o in orphans:
+            try:
+                status = self._delete_one(o.id)
+            except ClientError as exc:
+                out.append(self.outcome(o, "failed", f"{code(exc)}: {exc}"))
+                continue
+            if status == "deleted":
+                self.ctx.progress(f"deleted placement group {o.id}")
+            out.append(self.outcome(o, status, "" if status == "deleted" else "not found"))
+        return out
+
+    def _delete_one(self, name: str) -> str:
+        def in_use(exc: BaseException) -> bool:
+            return isinstance(exc, ClientError) and code(exc) == "InvalidPlacementGroup.InUse"
+
+        def waiting(_: BaseException, delay: float, _n: int) -> None:
+            self.ctx.progress(f"placement group {name} still holds instances; retrying in {delay:.0f}s")
+
+        left = self.ctx.remaining()
+        within = self.ctx.dependency_timeout if left is None else min(self.ctx.dependency_timeout, left)
+        policy = backoff(in_use, first=2.0, cap=15.0, within=within, on_retry=waiting, sleep=self.ctx.sleep)
+        try:
+            policy(self.ec2.delete_placement_group, GroupName=name)
         except ClientError as exc:
             if gone(exc):
                 return "already_gone"
