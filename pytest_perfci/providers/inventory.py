@@ -15,6 +15,23 @@ The file (TOML, or YAML when PyYAML is installed) lists hosts; `[defaults]` fill
     instance_type = "m7i.metal-24xl"     # what the machine stands in for (instance_type markers select on it)
     reset = "sudo systemctl restart irqbalance"
 
+Client/server pairs (the `topology` fixture, suites/net): a host with `role = "server"` is not a target
+of its own; each target's server is the first selected server carrying every label of the target (so
+give a pair a shared label such as "pair-a"). `test_address` is where test traffic goes (a lab's data
+network); it defaults to the SSH address's host. The server is locked like any host while in use:
+
+    [[hosts]]
+    name = "lab-c1"
+    address = "10.0.0.5"
+    labels = ["spr", "pair-a"]
+    role = "client"
+    [[hosts]]
+    name = "lab-s1"
+    address = "10.0.0.6"
+    test_address = "192.168.10.6"
+    labels = ["spr", "pair-a"]
+    role = "server"
+
 Everything is checked by `load_inventory` before any connection, and every error is one line naming the
 file, the host and field, and what is allowed. Key files are only ever named by path, never read.
 
@@ -58,7 +75,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pytest_perfci.hosts.base import Host
 from pytest_perfci.hosts.result import HostError
 from pytest_perfci.hosts.ssh import SSHHost
-from pytest_perfci.providers.base import Provider, ProviderContext, Target, WorkerHandle
+from pytest_perfci.providers.base import (
+    Pair,
+    Provider,
+    ProviderContext,
+    Target,
+    TargetUnavailable,
+    WorkerHandle,
+)
 from pytest_perfci.retry import LookAgain, polling
 from pytest_perfci.settings import Settings
 
@@ -141,6 +165,8 @@ class _Entry(_Common):
     address: str
     labels: list[str] = []
     instance_type: str | None = Field(default=None, min_length=1)
+    role: Literal["client", "server"] | None = None
+    test_address: str | None = Field(default=None, min_length=1)
 
     @field_validator("name")
     @classmethod
@@ -168,6 +194,13 @@ class _Entry(_Common):
         _split_address(value)
         return value
 
+    @field_validator("test_address")
+    @classmethod
+    def _test_address(cls, value: str | None) -> str | None:
+        if value is not None and _split_address(value)[1] is not None:
+            raise ValueError("must be a host name or IP without a port (test ports are the suite's)")
+        return value
+
 
 class _File(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -188,6 +221,8 @@ class InventoryHost(BaseModel):
     key: Path | None = None
     labels: tuple[str, ...] = ()
     instance_type: str | None = None
+    role: Literal["client", "server"] | None = None
+    test_address: str = ""  # where a pair's test traffic goes; the SSH address's host by default
     reset: str | None = None
     reset_timeout: float = 600.0
     known_hosts: Path | None = None
@@ -226,6 +261,11 @@ class Inventory(BaseModel):
     @property
     def labels(self) -> list[str]:
         return sorted({label for host in self.hosts for label in host.labels})
+
+    def server_for(self, client: InventoryHost, among: Sequence[InventoryHost]) -> InventoryHost | None:
+        """The client's server: the first of `among` with role "server" carrying every label of the client."""
+        return next((h for h in among if h.role == "server" and h.name != client.name
+                     and set(client.labels) <= set(h.labels)), None)
 
     def select(self, labels: Sequence[str]) -> list[InventoryHost]:
         """Hosts carrying ALL of `labels` (like CI runner tags), in file order; every host when none given."""
@@ -416,6 +456,8 @@ def load_inventory(path: str | Path) -> Inventory:
             "key": key,
             "labels": tuple(entry.labels),
             "instance_type": entry.instance_type,
+            "role": entry.role,
+            "test_address": (entry.test_address or host).strip("[]"),
             "reset": entry.reset or d.reset,
             "known_hosts": known_hosts,
             "host_key_policy": policy,
@@ -585,10 +627,28 @@ class InventoryProvider(Provider):
         return cls(settings)
 
     def targets(self) -> list[Target]:
-        return [
-            Target(name=h.name, provider=self.name, instance_type=h.instance_type)
-            for h in self.inventory.select(self.settings.label)
-        ]
+        """The selected hosts, less those with role "server" (they serve pairs; unless nothing else is selected)."""
+        chosen = self.inventory.select(self.settings.label)
+        clients = [h for h in chosen if h.role != "server"] or chosen
+        return [Target(name=h.name, provider=self.name, instance_type=h.instance_type) for h in clients]
+
+    def pair(self, target: Target) -> Pair:
+        """The target (client) and its server by labels and roles (see the module docstring); both locked."""
+        spec = self.inventory.host(target.name)
+        server = self.inventory.server_for(spec, self.inventory.select(self.settings.label))
+        if server is None:
+            raise TargetUnavailable(
+                f"no selected host with role = \"server\" carries all of {target.name}'s labels "
+                f"({', '.join(spec.labels) or 'none'}); servers: "
+                + (", ".join(f"{h.name} [{','.join(h.labels)}]" for h in self.inventory.hosts if h.role == "server")
+                   or "none in the inventory"))
+        client = self.acquire(target)
+        server_host = self.acquire(Target(name=server.name, provider=self.name, instance_type=server.instance_type))
+        return Pair(target=target.name, client=client, server=server_host, client_address=spec.test_address,
+                    server_address=server.test_address,
+                    link=f"lab pair {spec.name} ({spec.test_address}) -> {server.name} ({server.test_address}), "
+                         f"labels {','.join(server.labels)}",
+                    client_type=spec.instance_type, server_type=server.instance_type)
 
     def acquire(self, target: Target) -> Host:
         held = self._held.get(target.name)
@@ -606,6 +666,10 @@ class InventoryProvider(Provider):
     def export(self, target: Target) -> WorkerHandle:
         """Lock the host here (the xdist controller) and tell workers which one it is."""
         self.acquire(target)
+        spec = self.inventory.host(target.name)
+        server = self.inventory.server_for(spec, self.inventory.select(self.settings.label))
+        if server is not None:  # a worker's `pair` joins this lock instead of taking one it would never free
+            self.acquire(Target(name=server.name, provider=self.name, instance_type=server.instance_type))
         return WorkerHandle(target=target.name)
 
     def attach(self, target: Target, handle: WorkerHandle) -> Host:
