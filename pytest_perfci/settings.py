@@ -296,6 +296,9 @@ class Settings(BaseModel):
     server_type: Annotated[str | None, Opt(
         "--perfci-server-type", "EC2 instance type of each target's server in a client/server pair (default: "
         "the target's own type); the client is the target", "TYPE")] = None
+    net_seconds: Annotated[int, Field(ge=1, le=600), Opt(
+        "--perfci-net-seconds", "how long each suites/net measurement (iperf3, sockperf) runs (default 5; "
+        "1..600)", "S")] = 5
     # inventory provider
     inventory: Annotated[Path | None, Opt("--perfci-inventory", "lab hosts for --provider=inventory (TOML or "
                                           "YAML)", "FILE")] = None

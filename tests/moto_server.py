@@ -89,7 +89,11 @@ def moto_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServe
         yield server
     finally:
         server.process.terminate()
-        server.process.wait(timeout=10)
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a loaded machine: do not fail the last test's teardown over it
+            server.process.kill()
+            server.process.wait(timeout=10)
 
 
 @pytest.fixture

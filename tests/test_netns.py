@@ -181,3 +181,29 @@ def test_net_suite_on_the_netns_pair(tmp_path: Path) -> None:
     assert 0 < samples["net.tcp.rr.p50"]["value"] <= samples["net.tcp.rr.p99"]["value"]
     assert _ours("net-selftest") == []
     assert Ledger(tmp_path / "ledger.jsonl").outstanding() == []
+
+
+def test_net_suite_fails_a_throughput_regression_against_history(tmp_path: Path) -> None:
+    """History judges the suite's samples: five earlier runs of this machine at 10 Tbit/s make today's
+    veth throughput a regression, and the test fails saying so (the measurement itself passed)."""
+    from pytest_perfci.hosts.local import LocalHost
+    from pytest_perfci.results.model import Infrastructure, ResultRecord
+
+    history = tmp_path / "history"
+    history.mkdir()
+    where = Infrastructure(provider="local", target="local", hostname=LocalHost().facts.hostname)
+    with (history / "earlier.ndjson").open("w") as fh:
+        for i in range(5):
+            fh.write(ResultRecord(name="net.tcp.throughput.1stream", value=10000.0 + i, unit="Gbit/s", verdict="pass",
+                                  direction="higher", run_id=f"earlier-{i}", infrastructure=where).line() + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERFCI_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "suites/net", "-k", "1stream", "-rA", "-p", "no:cacheprovider",
+         "--perfci-net-seconds=1", f"--perfci-results={tmp_path / 'out'}", "--perfci-run-id=net-history",
+         f"--perfci-history={history}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env=env, stdin=subprocess.DEVNULL, check=False,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "1 failed" in out and "regression: net.tcp.throughput.1stream" in out, out
+    assert _ours("net-history") == []

@@ -35,6 +35,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "ttl_max": ("48h", timedelta(hours=48)),
     "spot": ("true", True),
     "server_type": ("c7gn.large", "c7gn.large"),
+    "net_seconds": ("2", 2),
     "ssh_cidr": ("203.0.113.7/32", "203.0.113.7/32"),
     "ssh_user": ("ubuntu", "ubuntu"),
     "root_volume_gb": ("40", 40),

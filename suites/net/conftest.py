@@ -9,22 +9,15 @@ import pytest
 
 from pytest_perfci.checks.net import Advertised, pair_advertised
 from pytest_perfci.providers.base import Pair, Target
+from pytest_perfci.settings import Settings
 
 TOOLS = ("iperf3", "sockperf")
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.getgroup("perfci-net", "perfci: network suite (suites/net)").addoption(
-        "--perfci-net-seconds", type=int, default=5, metavar="S",
-        help="seconds each iperf3/sockperf measurement runs (default 5; 1..600)")
-
-
 @pytest.fixture(scope="session")
-def net_seconds(pytestconfig: pytest.Config) -> int:
-    seconds = int(pytestconfig.getoption("perfci_net_seconds"))
-    if not 1 <= seconds <= 600:
-        raise pytest.UsageError(f"--perfci-net-seconds {seconds} is not allowed; give 1..600 seconds")
-    return seconds
+def net_seconds(perfci_settings: Settings) -> int:
+    """--perfci-net-seconds (PERFCI_NET_SECONDS): how long each measurement runs."""
+    return perfci_settings.net_seconds
 
 
 @pytest.fixture(scope="session")

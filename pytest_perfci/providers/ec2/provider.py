@@ -634,18 +634,17 @@ class EC2Provider(Provider):
         server_id = self._launch_server(itype, spec, inst) if pairs else None
         waiting = {iid: itype, **({server_id: f"{itype} server"} if server_id else {})}
         running = wait_running(self._ec2, waiting, progress=self.progress, delay=self.waiter_delay)
-        record, ssh = self._reach(itype, itype, running[iid], image, started, role="client" if pairs else "")
-        self._records[itype] = record
+        ssh = self._reach(itype, itype, running[iid], image, started, role="client" if pairs else "",
+                          store=lambda rec: self._records.__setitem__(itype, rec))
         self._hosts[itype] = ssh
         if server_id is not None:
             server_info, server_image = self._server_plan or (info, image)
             try:
-                srec, sssh = self._reach(f"{itype}-server", server_info.name, running[server_id], server_image,
-                                         started, role="server")
+                self._servers[itype] = self._reach(
+                    f"{itype}-server", server_info.name, running[server_id], server_image, started, role="server",
+                    store=lambda rec: self._server_records.__setitem__(itype, rec))
             except (EC2SetupError, HostError) as exc:
                 self._pair_errors[itype] = f"server {server_id}: {exc}"
-            else:
-                self._server_records[itype], self._servers[itype] = srec, sssh
         return ssh
 
     def _launch_server(self, itype: str, client: LaunchSpec, inst: dict[str, Any]) -> str | None:
@@ -673,8 +672,9 @@ class EC2Provider(Provider):
         return str(server["InstanceId"])
 
     def _reach(self, name: str, itype: str, described: dict[str, Any], image: Image, started: float, *,
-               role: str) -> tuple[InstanceRecord, SSHHost]:
-        """Record a running instance and wait until SSH and cloud-init are done on it."""
+               role: str, store: Callable[[InstanceRecord], None]) -> SSHHost:
+        """Record a running instance (`store`, before any wait: the heartbeat and --perfci-keep see it at
+        once) and wait until SSH and cloud-init are done on it."""
         assert self._key is not None
         iid = described["InstanceId"]
         user, host, port = parse_address(self.address(described) or default_address(described), image.user)
@@ -687,8 +687,7 @@ class EC2Provider(Provider):
                              if m.get("Ebs", {}).get("VolumeId")),
             private_address=str(described.get("PrivateIpAddress", "")), role=role,
         )
-        if role == "server":
-            self._server_records.setdefault(name.removesuffix("-server"), record)  # the heartbeat sees it at once
+        store(record)
         self._check(f"connecting to {name}")
         ssh = SSHHost(
             name, host, user=user, port=port, key_filename=self._key.path,
@@ -705,7 +704,7 @@ class EC2Provider(Provider):
         took = time.monotonic() - started
         self.progress(status(name, f"{iid} ready ({user}@{host}:{port})", took,
                              text=f"{name} {iid} ready {took:.0f}s ({user}@{host}:{port})"))
-        return record, ssh
+        return ssh
 
     def _wait_ssh(self, ssh: SSHHost, itype: str, iid: str, started: float) -> None:
         """`true` over SSH until it works: exponential backoff (1 s .. 15 s) up to ssh_ready_timeout."""
