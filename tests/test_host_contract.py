@@ -5,19 +5,32 @@ A suite written against `host` must read the same Result whichever provider brou
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from pytest_perfci.hosts import CommandFailed, Host, LocalHost
+from pytest_perfci.hosts.netns import NamespaceHost
 from tests.sshd import SshdServer
 from tests.test_ssh_host import make_host
 
 
-@pytest.fixture(params=["local", "ssh"])
+@pytest.fixture(params=["local", "ssh", "netns"])
 def any_host(request: pytest.FixtureRequest) -> Iterator[Host]:
     if request.param == "local":
         yield LocalHost("here")
+        return
+    if request.param == "netns":  # a local topology's client or server (hosts/netns.py)
+        if os.geteuid() != 0:
+            pytest.skip("network namespaces need root")
+        name = f"perfci-contract-{os.getpid()}"
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        try:
+            yield NamespaceHost("ns", name)
+        finally:
+            subprocess.run(["ip", "netns", "delete", name], check=False)
         return
     sshd: SshdServer = request.getfixturevalue("sshd")
     h = make_host(sshd)
@@ -55,3 +68,8 @@ def test_check_raises_command_failed_with_result(any_host: Host, cmd: list[str] 
 
 def test_stdin_is_closed(any_host: Host) -> None:
     assert any_host.run("cat; echo done", timeout=10).stdout == "done\n"
+
+
+def test_a_missing_program_is_127_as_from_a_shell(any_host: Host) -> None:
+    r = any_host.run(["perfci-no-such-program", "x"], check=False)
+    assert r.exited == 127 and r.command == "perfci-no-such-program x"

@@ -7,10 +7,11 @@ Facts are the machine's own: a namespace isolates the network, not the CPU or th
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 from pytest_perfci.hosts.local import LocalHost
-from pytest_perfci.hosts.result import Result
+from pytest_perfci.hosts.result import CommandFailed, Result, as_shell
 
 
 class NamespaceHost(LocalHost):
@@ -28,8 +29,14 @@ class NamespaceHost(LocalHost):
         check: bool = True,
         env: Mapping[str, str] | None = None,
     ) -> Result:
-        inner = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
-        return super().run(["ip", "netns", "exec", self.netns, *inner], timeout=timeout, check=check, env=env)
+        # Through sh even for an argv: a missing program is exit 127 as from a shell (`ip netns exec`
+        # itself says 1), and the Result names the command as given, as every Host's does.
+        inner = ["sh", "-c", cmd] if isinstance(cmd, str) else ["sh", "-c", 'exec "$@"', "sh", *cmd]
+        result = super().run(["ip", "netns", "exec", self.netns, *inner], timeout=timeout, check=False, env=env)
+        result = dataclasses.replace(result, command=as_shell(cmd))
+        if check and result.failed:
+            raise CommandFailed(result)
+        return result
 
     def __repr__(self) -> str:
         return f"NamespaceHost({self.name!r}, netns={self.netns!r})"
