@@ -109,6 +109,27 @@ def test_resctrl_availability_findings(rel: str, filesystems: tuple[str, ...], c
     assert decide("resctrl", a.finding, a.line(), None).action == "xfail"  # an absence, accepted without expectation
 
 
+@pytest.mark.parametrize(("rel", "filesystems", "codes"), [
+    # (rdt_hardware, resctrl_kernel, resctrl_mount)
+    ("pmc/cpuinfo/ec2-m7a.8xlarge-amd-epyc-9r14-vm.cpuinfo.txt", NO_RESCTRL, ("NO-HW", "NO-KERNEL", "NO-KERNEL")),
+    ("resctrl/cpuinfo/ec2-c7i.metal-48xl-lscpu-excerpt.txt", NO_RESCTRL, ("", "NO-KERNEL", "NO-KERNEL")),
+    ("resctrl/cpuinfo/htop-565-bare-metal-xeon-e7-8870v4-flags.txt", (*NO_RESCTRL, "resctrl"), ("", "", "NO-MOUNT")),
+    ("resctrl/cpuinfo/intel-cmt-cat-108-bare-metal-xeon-gold-6252-truncated.txt", None, ("", "UNKNOWN", "UNKNOWN")),
+    ("pmc/cpuinfo/ec2-graviton3-c7g-head-cpuinfo.txt", NO_RESCTRL, ("N/A", "N/A", "N/A")),
+])
+def test_resctrl_parts_on_recorded_cpuinfo(rel: str, filesystems: tuple[str, ...] | None,
+                                           codes: tuple[str, str, str]) -> None:
+    a = r.judge_availability(parse_cpuinfo((SAMPLES / rel).read_text()), filesystems)
+    parts = a.parts
+    assert list(parts) == ["rdt_hardware", "resctrl_kernel", "resctrl_mount"]
+    assert tuple(f.code for f in parts.values()) == codes
+    for f in parts.values():
+        assert f.state is (State.AVAILABLE if not f.code else State.ABSENT)
+        assert f.detail, "every part says why"
+        if f.code:  # a record written before parts had findings reads the same code from its sentence
+            assert reason_code(f.detail) == f.code, f.detail
+
+
 def test_resctrl_effects_from_recorded_selftests() -> None:
     busy = r.parse_selftest_tap((SAMPLES / "resctrl/selftests/resctrl_tests-6.18-rc1-busy-system-cmt-fail.tap")
                                 .read_text()).case("CMT")

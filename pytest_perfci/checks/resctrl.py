@@ -460,6 +460,24 @@ class Availability(BaseModel):
             return found(State.AVAILABLE, "", self.line())
         return found(State.ABSENT, self.reason.code if self.reason is not None else "UNKNOWN", self.line())
 
+    @property
+    def parts(self) -> dict[str, Finding]:
+        """The three answers as findings, keyed by their matrix rows: is the hardware capable
+        (rdt_hardware), does the kernel support resctrl (resctrl_kernel), is it mounted (resctrl_mount).
+        A part nobody could judge is UNKNOWN (N/A on arm64 without MPAM); a mount that was never
+        possible says why the kernel could not."""
+        def part(p: Part, missing: str) -> Finding:
+            if p.ok:
+                return found(State.AVAILABLE, "", p.phrase)
+            if self.status is Status.NOT_APPLICABLE:  # arm64 without MPAM: the hardware's phrase says why
+                return found(State.ABSENT, "N/A", p.phrase or self.hardware.phrase)
+            return found(State.ABSENT, missing if p.ok is False else "UNKNOWN", p.phrase)
+
+        kernel = part(self.kernel, "NO-KERNEL")
+        mount = (part(self.runtime, "NO-MOUNT") if self.runtime.phrase or self.runtime.ok is None
+                 else found(State.ABSENT, kernel.code, f"not mountable: {self.kernel.phrase}"))
+        return {"rdt_hardware": part(self.hardware, "NO-HW"), "resctrl_kernel": kernel, "resctrl_mount": mount}
+
     def line(self) -> str:
         """`hardware capable (cat_l3 mba), kernel lacks resctrl (CONFIG_X86_CPU_RESCTRL), not mounted`."""
         return ", ".join(p.phrase for p in (self.hardware, self.kernel, self.runtime) if p.phrase)

@@ -77,16 +77,13 @@ def test_availability(host: Host, resctrl: Observation, expectations: Expectatio
     """Three answers: hardware capable? kernel supports resctrl? mounted and usable?"""
     a = resctrl.availability
     perfci_record.attach("resctrl observation", resctrl.model_dump(mode="json"), "json")
-    hw_state = "available" if a.hardware.ok else "unavailable"
-    perfci_capability("rdt_hardware", bool(a.hardware.ok), a.hardware.phrase, host=host)
-    perfci_capability("resctrl_kernel", bool(a.kernel.ok), a.kernel.phrase, host=host)
-    perfci_capability("resctrl_mount", bool(a.runtime.ok), a.runtime.phrase or f"not mountable: {a.kernel.phrase}",
-                      host=host)
+    for cap, finding in a.parts.items():  # rdt_hardware, resctrl_kernel, resctrl_mount
+        perfci_capability(cap, finding.ok, finding.detail, host=host, finding=finding)
     perfci_capability("resctrl", a.usable, a.line(), host=host, finding=a.finding)
     outcomes = []
     hw_expected = expected(host, expectations, "rdt_hardware")
     if hw_expected is not None:
-        outcomes.append(decide("rdt_hardware", hw_state, a.hardware.phrase, hw_expected))
+        outcomes.append(decide("rdt_hardware", a.parts["rdt_hardware"], a.hardware.phrase, hw_expected))
     outcomes.append(decide("resctrl", a.finding, a.line(),
                            expected(host, expectations, "resctrl")))
     conclude(outcomes)
