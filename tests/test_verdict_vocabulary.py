@@ -12,6 +12,7 @@ from pytest_perfci.checks import cl2
 from pytest_perfci.checks import pmc as p
 from pytest_perfci.checks import resctrl as r
 from pytest_perfci.checks.expectations import decide
+from pytest_perfci.checks.net import Advertised, judge_latency, judge_throughput, parse_iperf3, parse_sockperf
 from pytest_perfci.checks.perf_stat import parse_perf_stat
 from pytest_perfci.checks.verdict import CODE_MEANINGS, Finding, State, found, reason_code
 from pytest_perfci.collect.cl2 import load_report
@@ -167,6 +168,22 @@ def test_cl2_regression_alone_reads_regression() -> None:
     faster = {k: v / 2 for k, v in base.items()}
     verdict = cl2.judge(report, relaxed, faster)
     assert (verdict.finding.state, verdict.finding.code) == (State.FAILED, "REGRESSION")
+
+
+# --- network judges on recorded iperf3/sockperf outputs -----------------------------------------------------
+
+
+def test_net_findings_on_recorded_outputs() -> None:
+    one = parse_iperf3((SAMPLES / "net/iperf3-netns-1stream.json").read_text())
+    assert judge_throughput(one, None, cluster_placement=False).finding.ok  # no advertised figure: recorded
+    four = parse_iperf3((SAMPLES / "net/iperf3-netns-4streams.json").read_text())
+    fast = Advertised(instance_type="x.large", baseline_gbps=four.received_gbps * 10)  # held to the baseline
+    below = judge_throughput(four, fast, cluster_placement=True).finding
+    assert (below.state, below.code) == (State.FAILED, "BELOW") and "below" in below.detail
+    rtt = parse_sockperf((SAMPLES / "net/sockperf-netns-tcp-rtt.txt").read_text())
+    assert judge_latency(rtt).finding.ok
+    broken = judge_latency(rtt.model_copy(update={"observations": 0}))
+    assert (broken.finding.state, broken.finding.code) == (State.FAILED, "INVALID")
 
 
 # --- the matrix takes the judge's finding -------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from pytest_perfci.checks.verdict import Finding, State, found
 from pytest_perfci.models.instance_types import InstanceTypeInfo
 
 # Per-flow limits between two instances, Gbit/s (EC2 User Guide, "Amazon EC2 instance network bandwidth").
@@ -189,6 +190,12 @@ class ThroughputVerdict(BaseModel):
     def ok(self) -> bool:
         return self.status in ("meets", "not-advertised", "above-peak")
 
+    @property
+    def finding(self) -> Finding:
+        """In the shared vocabulary (checks.verdict): below the advertised floor fails (BELOW); above
+        the peak is recorded as measured (ok), its doubt in the sentence."""
+        return found(State.AVAILABLE, "", self.detail) if self.ok else found(State.FAILED, "BELOW", self.detail)
+
 
 def expected_floor(advertised: Advertised, streams: int, *, cluster_placement: bool) -> tuple[float, str]:
     """(Gbit/s, why) the measurement is held to: the baseline, and for one stream the per-flow limit too."""
@@ -235,6 +242,12 @@ class LatencyVerdict(BaseModel):
     p50_us: float
     p99_us: float
     detail: str
+
+    @property
+    def finding(self) -> Finding:
+        """In the shared vocabulary (checks.verdict): an unusable measurement is INVALID, like an
+        inconsistent CL2 value (the figures themselves are judged by history)."""
+        return found(State.AVAILABLE, "", self.detail) if self.ok else found(State.FAILED, "INVALID", self.detail)
 
 
 def judge_latency(result: SockperfResult) -> LatencyVerdict:

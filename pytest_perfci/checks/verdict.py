@@ -87,6 +87,7 @@ CODE_MEANINGS: dict[str, str] = {
     "SLO": "a ClusterLoader2 SLO was violated",
     "INVALID": "an inconsistent measurement: neither a pass nor a violation",
     "NO-DATA": "nothing measured",
+    "BELOW": "measured below the advertised figure (network throughput)",
     "ZERO": "counter reads zero",
     "MULTIPLEXED": "multiplexed away",
     "NOT-COUNTED": "not counted",
