@@ -18,7 +18,7 @@ from pytest_perfci.checks.verdict import CODE_MEANINGS, Finding, State, found, r
 from pytest_perfci.collect.cl2 import load_report
 from pytest_perfci.models.cpuinfo import parse_cpuinfo
 from pytest_perfci.results.model import Infrastructure, ResultRecord
-from pytest_perfci.results.states import cell_verdict
+from pytest_perfci.results.states import cell_verdict, message_code
 
 SAMPLES = Path(__file__).parent / "data" / "samples"
 FC = SAMPLES / "pmc/local-firecracker-amd-vm-nopmu"
@@ -212,3 +212,13 @@ def test_matrix_failed_cell_takes_the_judges_code_over_expected() -> None:
     f = found(State.ABSENT, "NO-MOUNT", "odd words")
     v = cell_verdict(_cell(f, "failed", "odd words", "expected available [metal], observed unavailable: odd words"))
     assert (v.state, v.code) == (State.FAILED, "NO-MOUNT")
+
+
+def test_allure_code_reads_like_a_failed_cell_and_falls_back_to_the_judge() -> None:
+    # the expected side must not name the code: "expected zero" observed available is a mismatch, not ZERO
+    assert message_code("cache-misses: expected zero [intel docs], observed available: 12 counted", []) == "EXPECTED"
+    assert message_code("cycles: expected available [metal], observed unavailable: no hardware PMU exposed: x",
+                        ["NO-PMU"]) == "NO-PMU"
+    assert message_code("resctrl: expected available, observed unavailable: odd words", ["NO-MOUNT"]) == "NO-MOUNT"
+    assert message_code("cycles: unavailable and no expectation for this target: no hardware PMU exposed", []) == "NO-PMU"
+    assert message_code("something nobody knows", []) == "OTHER"

@@ -38,7 +38,7 @@ from pytest_perfci.results.model import (
     git_commit,
 )
 from pytest_perfci.results.scrub import scrub_bytes, scrub_text
-from pytest_perfci.results.states import concerning, not_run, reason_code
+from pytest_perfci.results.states import concerning, message_code, not_run
 from pytest_perfci.stash import SESSION_KEY, SETTINGS_KEY, TARGET_PROPERTY
 
 SAMPLE_PROPERTY = "perfci_sample"
@@ -301,7 +301,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         isinstance(exc, pytest.fail.Exception) and not exc.pytrace)
     if deliberate:
         message = str(getattr(report, "wasxfail", "") or "").removeprefix("reason: ") or report.longreprtext
-        code = reason_code(message.splitlines()[0] if message else "")
+        judged = [str(v.get("code")) for k, v in item.user_properties  # type: ignore[union-attr]
+                  if k == CAPABILITY_PROPERTY and isinstance(v, dict) and v.get("code")]
+        code = message_code(message, judged)
         allure_mod.deliberate_status(item.config, item.nodeid,
                                      f"[{code}] {message}" if code != "OTHER" else message)
     return report

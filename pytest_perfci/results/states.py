@@ -156,3 +156,16 @@ def not_run(target: str, skipped: list[str]) -> CellVerdict:
     reasons = list(dict.fromkeys(s for s in skipped if s))
     return CellVerdict(state=State.NOT_RUN, code="DESELECTED",
                        reason="; ".join(reasons) or f"every test of {target} was skipped")
+
+
+def message_code(message: str, judged: list[str]) -> str:
+    """The code in front of a deliberate failure or xfail in Allure (and so its category): read like a
+    FAILED cell's (the observation behind "expected X, observed Y: ..."), else the code the judges of
+    the test's cells gave (`judged`, in recording order), so Allure and the matrix agree."""
+    first = message.splitlines()[0] if message else ""
+    code = reason_code(_EXPECTED.sub("", first))
+    if code == "OTHER" and _EXPECTED.search(first):
+        code = "EXPECTED"
+    if code in ("OTHER", "EXPECTED") and judged:
+        code = judged[0]
+    return code
