@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_perfci import allure_meta
-from pytest_perfci.checks import cl2
+from pytest_perfci.checks import cl2, gpu
 from pytest_perfci.checks import pmc as p
 from pytest_perfci.checks import resctrl as r
 from pytest_perfci.checks.expectations import decide
@@ -25,8 +25,10 @@ FC = SAMPLES / "pmc/local-firecracker-amd-vm-nopmu"
 NO_RESCTRL = ("sysfs", "proc", "ext4", "xfs")
 
 
-@pytest.mark.parametrize("reason", [*p.Reason, *r.Reason], ids=lambda x: f"{type(x).__module__.split('.')[-1]}:{x.name}")
-def test_every_judge_reason_has_a_known_code_that_its_sentence_also_reads_as(reason: p.Reason | r.Reason) -> None:
+@pytest.mark.parametrize("reason", [*p.Reason, *r.Reason, *gpu.Reason],
+                         ids=lambda x: f"{type(x).__module__.split('.')[-1]}:{x.name}")
+def test_every_judge_reason_has_a_known_code_that_its_sentence_also_reads_as(
+        reason: p.Reason | r.Reason | gpu.Reason) -> None:
     """A record written before judges named codes carries only the sentence: it must read as the same code."""
     assert reason.code in CODE_MEANINGS
     assert reason_code(reason.value) == reason.code
