@@ -80,6 +80,16 @@ def test_pair_is_two_namespaces_joined_by_a_veth(made: NamespacePair, ledger: Le
     assert sorted(created) == sorted([made.client_ns, made.server_ns])
 
 
+def test_a_server_that_dies_before_listening_is_one_line_with_its_words(made: NamespacePair) -> None:
+    from pytest_perfci.collect.net import ServerNotListening
+
+    pair = made.create()
+    with pytest.raises(ServerNotListening) as exc:
+        with background_server(pair.server, ["sh", "-c", "echo address in use >&2; exit 3"], 5209, bound_s=30):
+            pass
+    assert str(exc.value) == "local-server: sh exited before listening on 5209: address in use"
+
+
 def test_teardown_deletes_both_through_the_engine(made: NamespacePair, ledger: Ledger) -> None:
     made.create()
     report = engine.teardown(Context(), ledger, "netns-selftest")

@@ -33,11 +33,12 @@ def listening_script(port: int) -> str:
 @contextmanager
 def background_server(host: Host, argv: Sequence[str], port: int, *, bound_s: float) -> Iterator[str]:
     """Start `argv` on `host` in the background (killed after `bound_s` by timeout), wait until it
-    listens on `port`, yield its log path; stop it afterwards."""
-    log = f"/tmp/perfci-net-{port}.log"
-    cmd = (f"nohup timeout {int(bound_s)} {shlex.join(argv)} > {shlex.quote(log)} 2>&1 < /dev/null & "
-           "echo $!")
-    pid = host.run(cmd, timeout=30).stdout.strip().splitlines()[-1]
+    listens on `port`, yield its log path (a fresh temporary file: two pairs on one machine, e.g. xdist
+    workers' namespaces, never share one); stop it and remove the log afterwards."""
+    cmd = (f"log=$(mktemp /tmp/perfci-net-{port}-XXXXXX) && "
+           f"{{ nohup timeout {int(bound_s)} {shlex.join(argv)} > \"$log\" 2>&1 < /dev/null & }} && "
+           'echo "$! $log"')
+    pid, log = host.run(cmd, timeout=30).stdout.strip().splitlines()[-1].split(" ", 1)
 
     def look() -> None:
         if host.run(listening_script(port), timeout=15, check=False).ok:
@@ -56,6 +57,7 @@ def background_server(host: Host, argv: Sequence[str], port: int, *, bound_s: fl
         yield log
     finally:
         host.run(["kill", pid], timeout=15, check=False)
+        host.run(["rm", "-f", log], timeout=15, check=False)
 
 
 def iperf3_client_argv(server: str, port: int, seconds: int, streams: int) -> list[str]:
