@@ -84,9 +84,9 @@ def test_a_server_that_dies_before_listening_is_one_line_with_its_words(made: Na
     from pytest_perfci.collect.net import ServerNotListening
 
     pair = made.create()
-    with pytest.raises(ServerNotListening) as exc:
-        with background_server(pair.server, ["sh", "-c", "echo address in use >&2; exit 3"], 5209, bound_s=30):
-            pass
+    dying = ["sh", "-c", "echo address in use >&2; exit 3"]
+    with pytest.raises(ServerNotListening) as exc, background_server(pair.server, dying, 5209, bound_s=30):
+        pass
     assert str(exc.value) == "local-server: sh exited before listening on 5209: address in use"
 
 
