@@ -154,6 +154,8 @@ def test_pair_same_type_in_a_cluster_placement_group(moto: MotoServer, two_sshd:
     assert "TCP 5201-5209 open between the run's instances only" in out
     assert "deleted placement group pair-e2e-m7i.large" in out
     assert leftovers(moto) == NOTHING
+    keys = tmp_path / "results" / ".keys"
+    assert not list(keys.glob("*.known_hosts")) and not list(keys.glob("*.pem")), list(keys.iterdir())
     assert Ledger(tmp_path / "results" / "ledger.jsonl").outstanding() == []
 
 

@@ -751,10 +751,12 @@ class EC2Provider(Provider):
         """What this provider created (and how to reach each host), in the order types were requested."""
         names = self._resolution.names if self._resolution is not None else []
         order = {t: i for i, t in enumerate(names)}
-        return sorted(self._records.values(), key=lambda r: order.get(r.instance_type, len(order)))
+        clients = sorted(self._records.items(), key=lambda kv: order.get(kv[0], len(order)))
+        # each target's record, then its pair's server (when it has one)
+        return [r for itype, rec in clients for r in (rec, self._server_records.get(itype)) if r is not None]
 
     def _remove_known_hosts(self) -> None:
-        for rec in self._records.values():
+        for rec in [*self._records.values(), *self._server_records.values()]:
             try:
                 os.unlink(rec.known_hosts)
             except FileNotFoundError:
