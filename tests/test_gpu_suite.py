@@ -184,3 +184,26 @@ def test_replayed_type_without_gpus_is_absent_as_expected(pytester: pytest.Pytes
         "*test_cuda[[]m7i.large[]] PASSED*", "*test_ecc[[]m7i.large[]] XFAIL*",
     ])
     result.assert_outcomes(passed=3, xfailed=2)
+
+
+def test_requires_gpu_skips_a_type_without_gpus_before_its_host_is_acquired(pytester: pytest.Pytester) -> None:
+    """The marker is decided at collection from the type's catalogue entry: m7i.large is never brought up."""
+    conftest = REPLAY_CONFTEST.replace("__TYPE__", "m7i.large").replace("__REPORT__", "{}")
+    conftest = conftest.replace("    def acquire(self, target):\n        return ReplayHost()",
+                                "    def acquire(self, target):\n        raise AssertionError('acquired')")
+    pytester.makeconftest(conftest)
+    pytester.makepyfile(test_marked="""
+        import pytest
+
+        @pytest.mark.requires(gpu=True)
+        def test_needs_a_gpu(host):
+            pass
+
+        @pytest.mark.requires(gpu=False)
+        def test_needs_none(perfci_provider):
+            pass
+    """)
+    result = pytester.runpytest("-rs", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines([("*SKIPPED*target m7i.large lacks gpu (m7i.large: DescribeInstanceTypes lists no "
+                                 "GpuInfo), test requires gpu=True*")])
+    result.assert_outcomes(skipped=1, passed=1)
