@@ -40,6 +40,7 @@ from pytest_perfci.cleanup.ledger import Ledger
 from pytest_perfci.cleanup.model import Described, Orphan, Outcome
 from pytest_perfci.cleanup.signals import shielded
 from pytest_perfci.procs import stop_process
+from pytest_perfci.progress import status
 from pytest_perfci.providers.base import Provider, ProviderContext, Target, TargetUnavailable
 from pytest_perfci.settings import Settings
 from pytest_perfci.tags import (
@@ -359,12 +360,12 @@ class KopsCluster:
         failures = obj.get("failures") or []
         nodes = obj.get("nodes") or []
         ready = sum(1 for node in nodes if str(node.get("status", "")) == "True")
-        if failures:
-            self.progress(f"kops: validate attempt {n} at {elapsed:.0f}s: {ready}/{len(nodes)} node(s) ready, "
-                          f"{len(failures)} failure(s): {describe_failures(failures)}")
-        else:
-            self.progress(f"kops: validate attempt {n} at {elapsed:.0f}s: {ready}/{len(nodes)} node(s) ready, "
-                          "no failures")
+        said = (f"{ready}/{len(nodes)} node(s) ready, {len(failures)} failure(s): {describe_failures(failures)}"
+                if failures else f"{ready}/{len(nodes)} node(s) ready, no failures")
+        # one live line for the cluster on a terminal; an attempt that says what the last one said is
+        # not printed again elsewhere (progress.StatusLine)
+        self.progress(status(f"kops {self.config.name}", f"validating: {said}", elapsed,
+                             text=f"kops: validate attempt {n} at {elapsed:.0f}s: {said}"))
 
     def export_kubecfg(self) -> Path:
         self.workdir.mkdir(parents=True, exist_ok=True)
