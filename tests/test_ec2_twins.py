@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ import pytest
 from pytest_perfci.hosts.ssh import SSHHost
 from pytest_perfci.providers.ec2.userdata import extend_deadline
 from pytest_perfci.tags import TAG_EXPIRES
-from tests.moto_server import MotoServer
+from tests.moto_server import MotoServer, start_moto
 from tests.sshd import SshdServer
 from tests.test_ec2_e2e import NOTHING, created, leftovers
 from tests.test_kill import SLEEPER, reap
@@ -46,13 +47,15 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _env(moto: MotoServer, sshd: SshdServer, results: Path, spool: Path, **extra: str) -> dict[str, str]:
+def _env(moto: MotoServer, sshd: SshdServer | None, results: Path, spool: Path, **extra: str) -> dict[str, str]:
+    """For the pytest under test; without an sshd only arm64 instances can be reached (all twins)."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PERFCI_", "AWS_")) or k.startswith("PERFCI_TWIN_")}
     env.update(moto.env())
-    env.update(PERFCI_TEST_RESULTS=str(results), PERFCI_TEST_SSHD_PORT=str(sshd.port),
-               PERFCI_TEST_AUTHORIZED_KEYS=str(sshd.workdir / "authorized_keys"),
-               PERFCI_TEST_TWIN_LAUNCHER=str(spool), **extra)
+    if sshd is not None:
+        env.update(PERFCI_TEST_SSHD_PORT=str(sshd.port),
+                   PERFCI_TEST_AUTHORIZED_KEYS=str(sshd.workdir / "authorized_keys"))
+    env.update(PERFCI_TEST_RESULTS=str(results), PERFCI_TEST_TWIN_LAUNCHER=str(spool), **extra)
     return env
 
 
@@ -64,6 +67,94 @@ def spool(moto: MotoServer, sshd_server: SshdServer, tmp_path: Path) -> Iterator
         yield path
 
 
+def _instance(moto: MotoServer) -> dict[str, Any]:
+    [inst] = created(moto)
+    return inst
+
+
+@dataclass
+class Countdown:
+    """What the first half of the self-destruct test saw, for the test at the end of the module to judge."""
+
+    moto: MotoServer
+    spool: Path
+    results: Path
+    run_id: str
+    output: str
+    instance: dict[str, Any] = field(default_factory=dict)   # as moto listed it right after the SIGKILL
+    ready: dict[str, Any] = field(default_factory=dict)      # the launcher's .ready: port, QEMU pid, console
+    alive_after_kill: bool = False
+    armed: int = 0            # /etc/perfci/expires-at on the guest after the kill
+    cloud_init: str = ""      # `cloud-init status` on the guest
+    fired_before: bool = True
+    expires: int = 0          # the deadline the test moved it to
+
+
+@pytest.fixture(scope="module")
+def self_destruct(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Countdown]:
+    """The first half of the self-destruct test: a run on a moto server of its own (no per-test reset
+    wipes its instance) is SIGKILLed mid-test, and its twin's deadline is moved to a few seconds ahead.
+
+    Module-scoped so that the matrix test can start the countdown (up to the checker's 60 s) and run
+    while it goes (the twin tests' time budget); the test at the end of the module judges the outcome.
+    """
+    root = tmp_path_factory.mktemp("self-destruct")
+    moto = start_moto(root / "moto.log")
+    run = Countdown(moto=moto, spool=root / "spool", results=root / "results", run_id="twin-self-destruct",
+                    output="")
+    markers = root / "markers"
+    markers.mkdir()
+    sleeper = root / "suite" / "test_sleeper.py"
+    sleeper.parent.mkdir()
+    sleeper.write_text(SLEEPER)
+    try:
+        with launched(run.spool, {**os.environ, **moto.env()}):
+            env = _env(moto, None, run.results, run.spool, PERFCI_TEST_MARKERS=str(markers),
+                       PERFCI_TEST_SLEEP="900")
+            with (root / "out").open("wb") as out:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "tests.ec2_twin_harness",
+                     f"--rootdir={sleeper.parent}", str(sleeper), "--instance-type=c7g.large",
+                     f"--perfci-run-id={run.run_id}", f"--perfci-results={run.results}", "--perfci-ssh-user=root"],
+                    cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                )
+            try:
+                deadline = time.monotonic() + 420
+                while not (markers / "test-running").exists() and proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.2)
+            finally:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+            run.output = (root / "out").read_text(errors="replace") + (run.spool / "launcher.log").read_text()
+            if (markers / "test-running").exists():
+                _arm(run)
+            yield run
+    finally:
+        moto.process.terminate()
+        moto.process.wait(timeout=10)
+
+
+def _arm(run: Countdown) -> None:
+    """After the kill: look at the guest with the killed run's own key and host key, then fast-forward to
+    "the last heartbeat was one TTL ago": the heartbeat's own write moves the deadline a few seconds ahead."""
+    run.instance = _instance(run.moto)
+    iid = run.instance["InstanceId"]
+    run.ready = json.loads((run.spool / f"{iid}.ready").read_text())
+    run.alive_after_kill = _alive(run.ready["pid"])
+    host = SSHHost("c7g.large", "127.0.0.1", user="root", port=run.ready["port"],
+                   key_filename=run.results / ".keys" / f"{run.instance['KeyName']}.pem",
+                   known_hosts=run.results / ".keys" / f"{iid}.known_hosts", connect_timeout=30)
+    try:
+        run.armed = int(host.run("cat /etc/perfci/expires-at", timeout=60).stdout)
+        run.cloud_init = host.run("cloud-init status", timeout=60).stdout.strip()
+        run.fired_before = host.run("test -e /etc/perfci/fired", timeout=60, check=False).ok
+        run.expires = int(time.time()) + 5
+        extend_deadline(host, run.expires)
+    finally:
+        host.close()
+
+
+@pytest.mark.usefixtures("self_destruct")  # starts the countdown, judged by the last test of this module
 def test_c7g_is_an_arm64_twin_with_counters_and_m7i_has_no_pmu(
     moto: MotoServer, sshd_server: SshdServer, spool: Path, tmp_path: Path
 ) -> None:
@@ -100,76 +191,36 @@ def test_c7g_is_an_arm64_twin_with_counters_and_m7i_has_no_pmu(
     assert gone["action"] == "none" and not _alive(ready["pid"]), gone
 
 
-def _instance(moto: MotoServer) -> dict[str, Any]:
-    [inst] = created(moto)
-    return inst
-
-
-def test_killed_runs_twin_powers_itself_off_at_expires_at_and_is_terminated(
-    moto: MotoServer, sshd_server: SshdServer, spool: Path, tmp_path: Path
-) -> None:
-    run_id = "twin-self-destruct"
-    results, markers = tmp_path / "results", tmp_path / "markers"
-    markers.mkdir()
-    sleeper = tmp_path / "suite" / "test_sleeper.py"
-    sleeper.parent.mkdir()
-    sleeper.write_text(SLEEPER)
-    env = _env(moto, sshd_server, results, spool, PERFCI_TEST_MARKERS=str(markers), PERFCI_TEST_SLEEP="900")
-    with (tmp_path / "out").open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "tests.ec2_twin_harness",
-             f"--rootdir={sleeper.parent}", str(sleeper), "--instance-type=c7g.large", f"--perfci-run-id={run_id}",
-             f"--perfci-results={results}", "--perfci-ssh-user=root"],
-            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 420
-        while not (markers / "test-running").exists():
-            assert proc.poll() is None, (tmp_path / "out").read_text() + (spool / "launcher.log").read_text()
-            assert time.monotonic() < deadline, (tmp_path / "out").read_text()
-            time.sleep(0.2)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-
-    inst = _instance(moto)
-    iid = inst["InstanceId"]
-    ready = json.loads((spool / f"{iid}.ready").read_text())
-    assert inst["State"]["Name"] == "running" and _alive(ready["pid"]), "the guest must outlive the killed pytest"
-    assert leftovers(moto) == {"instances": [iid], "key_pairs": [inst["KeyName"]],
-                               "security_groups": [inst["SecurityGroups"][0]["GroupId"]]}
-
-    # What the user data armed on the guest, with the killed run's own key and host key.
-    host = SSHHost("c7g.large", "127.0.0.1", user="root", port=ready["port"],
-                   key_filename=results / ".keys" / f"{inst['KeyName']}.pem",
-                   known_hosts=results / ".keys" / f"{iid}.known_hosts", connect_timeout=30)
-    armed = int(host.run("cat /etc/perfci/expires-at", timeout=60).stdout)
-    tags = {t["Key"]: t["Value"] for t in inst["Tags"]}
+def test_killed_runs_twin_powers_itself_off_at_expires_at_and_is_terminated(self_destruct: Countdown) -> None:
+    """Cleanup layer 2 for real, after a SIGKILL: the guest outlived the killed pytest with the deadline its
+    user data armed (the instance's perfci:expires-at, one TTL of at least 15 min); moved a few seconds
+    ahead, the checker powered the guest off, the launcher terminated the instance, and `perfci reap
+    --run-id` removes the key pair and security group the killed run left."""
+    run = self_destruct
+    assert run.instance, f"the run under test never reached its test:\n{run.output[-4000:]}"
+    iid = run.instance["InstanceId"]
+    assert run.instance["State"]["Name"] == "running" and run.alive_after_kill, "the guest must outlive the kill"
+    tags = {t["Key"]: t["Value"] for t in run.instance["Tags"]}
     tag = int(datetime.fromisoformat(tags[TAG_EXPIRES]).timestamp())
-    assert 0 <= armed - tag <= 1, (armed, tags[TAG_EXPIRES])  # the tag and the on-host deadline: one TTL
-    assert armed - time.time() > 14 * 60  # the product's TTL (>= 15 min), untouched
-    assert host.run("cloud-init status", timeout=60).stdout.strip() == "status: done"
-    assert not host.run("test -e /etc/perfci/fired", timeout=60, check=False).ok
+    assert 0 <= run.armed - tag <= 1, (run.armed, tags[TAG_EXPIRES])  # the tag and the on-host deadline agree
+    assert run.armed - run.expires > 14 * 60  # the product's TTL (>= 15 min), untouched until the test moved it
+    assert run.cloud_init == "status: done" and not run.fired_before
 
-    # Fast-forward to "the last heartbeat was one TTL ago": the heartbeat's own write path moves the
-    # deadline to a few seconds from now; nothing else touches the guest.
-    expires = int(time.time()) + 5
-    extend_deadline(host, expires)
-    host.close()
-    gone = wait_file(spool / f"{iid}.exit", 300, spool / "launcher.log")
-    delay = gone["exited_at"] - expires
+    gone = wait_file(run.spool / f"{iid}.exit", 300, run.spool / "launcher.log")
+    delay = gone["exited_at"] - run.expires
     print(f"\nself-destruct: expires-at -> power-off {delay:.1f} s (the checker runs every 60 s, on the guest's clock "
-          f"synced to QEMU's RTC every 10 s); QEMU {ready['pid']} exit {gone['returncode']}, instance {gone['action']}")
-    console = Path(ready["console"]).read_text(errors="replace")
+          f"synced to QEMU's RTC every 10 s); QEMU {run.ready['pid']} exit {gone['returncode']}, "
+          f"instance {gone['action']}")
+    console = Path(run.ready["console"]).read_text(errors="replace")
     assert gone["returncode"] == 0 and gone["action"] == "terminated", (gone, console[-2000:])
     assert "perfci-twin: shutdown -h now" in console and "reboot: Power down" in console, console[-2000:]
-    assert _instance(moto)["State"]["Name"] == "terminated"
+    assert _instance(run.moto)["State"]["Name"] == "terminated"
+    assert leftovers(run.moto) == {"instances": [], "key_pairs": [run.instance["KeyName"]],
+                                   "security_groups": [run.instance["SecurityGroups"][0]["GroupId"]]}
 
     # Layer 3 for the rest: the key pair and security group the killed run left.
-    left = leftovers(moto)
-    assert left["instances"] == [] and len(left["key_pairs"]) == 1 and len(left["security_groups"]) == 1
-    env = {**os.environ, **moto.env()}
-    done = reap("--run-id", run_id, "--region", "us-east-1", "--results", str(results), "--yes", env=env)
+    env = {**os.environ, **run.moto.env()}
+    done = reap("--run-id", run.run_id, "--region", "us-east-1", "--results", str(run.results), "--yes", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert leftovers(moto) == NOTHING, done.stdout + done.stderr
-    assert not list((results / ".keys").glob("*.pem")), "reap left the killed run's private key"
+    assert leftovers(run.moto) == NOTHING, done.stdout + done.stderr
+    assert not list((run.results / ".keys").glob("*.pem")), "reap left the killed run's private key"
