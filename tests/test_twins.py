@@ -59,8 +59,32 @@ class Twin:
         self.provider, self.host, self.ledger = provider, host, ledger
 
 
+class SuiteRun:
+    def __init__(self, proc: subprocess.Popen[str], results: Path) -> None:
+        self.proc, self.results = proc, results
+
+
 @pytest.fixture(scope="module")
-def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twin]:
+def suite_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SuiteRun]:
+    """`pytest suites/pmc --provider=qemu` as a user runs it, started when the module's first guest is asked
+    for, so that its guest and this module's own boot and work at once (the twin tests' time budget);
+    test_suite_end_to_end_on_the_twin waits for it and judges it."""
+    results = tmp_path_factory.mktemp("suite")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "suites/pmc", "--provider=qemu", "-rA", "-p", "no:cacheprovider",
+         f"--perfci-results={results}", "--perfci-run-id=twin-suite"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), stdin=subprocess.DEVNULL,
+    )
+    try:
+        yield SuiteRun(proc, results)
+    finally:
+        if proc.poll() is None:  # its test failed or was deselected mid-way: the run (and its guest) go
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory: pytest.TempPathFactory, suite_run: SuiteRun) -> Iterator[Twin]:
     results = tmp_path_factory.mktemp("twin")
     settings = Settings(provider="qemu", qemu={"machine": ("arm64-pmu",)}, results=results, run_id="twin-selftest")
     ledger = Ledger(results / "ledger.jsonl")
@@ -159,14 +183,10 @@ def test_release_powers_the_guest_off(twin: Twin) -> None:
     assert not twin.provider._key_path.exists()
 
 
-def test_suite_end_to_end_on_the_twin(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "suites/pmc", "--provider=qemu", "-rA", "-p", "no:cacheprovider",
-         f"--perfci-results={tmp_path}", "--perfci-run-id=twin-suite"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900, env=_env(), stdin=subprocess.DEVNULL, check=False,
-    )
-    out = proc.stdout
-    assert proc.returncode == 0, out + proc.stderr
+def test_suite_end_to_end_on_the_twin(suite_run: SuiteRun) -> None:
+    out, err = suite_run.proc.communicate(timeout=900)
+    tmp_path = suite_run.results
+    assert suite_run.proc.returncode == 0, out + err
     assert "8 passed" in out, out
     assert "twin arm64-pmu SSH-ready on 127.0.0.1:" in out
     cells = {r["capability"]: r for r in json.loads((tmp_path / "twin-suite" / "capabilities.json").read_text())}
@@ -253,18 +273,28 @@ def test_a_twin_without_perf_is_one_reader_unprepared_and_installs_perf_from_its
     """Issue 13, deliverable 5: arm64-noperf ships no perf, only a file: apt repository holding linux-perf.
     Not asked (no --perfci-prepare): perf is reported missing once, nothing is installed, and the counters
     are one reader's. Asked: preparation installs linux-perf in the guest with apt, facts record it, and
-    the two readers are compared."""
-    def run(run_id: str, *extra: str) -> str:
-        proc = subprocess.run(
+    the two readers are compared. The two runs are independent and go at once (two guests, two cores)."""
+    def start(run_id: str, *extra: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
             [sys.executable, "-m", "pytest", "suites/pmc", "--provider=qemu", "--qemu-machine=arm64-noperf",
              "-k", "cpi_count", "-rA", "-p", "no:cacheprovider", f"--perfci-results={tmp_path}",
              f"--perfci-run-id={run_id}", *extra],
-            cwd=ROOT, capture_output=True, text=True, timeout=900, env=_env(), stdin=subprocess.DEVNULL, check=False,
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), stdin=subprocess.DEVNULL,
         )
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        return proc.stdout
 
-    out = run("noperf-look")
+    def finish(proc: subprocess.Popen[str]) -> str:
+        out, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, out + err
+        return out
+
+    look, prepared = start("noperf-look"), start("noperf-prepared", "--perfci-prepare")
+    try:
+        out, out_prepared = finish(look), finish(prepared)
+    finally:
+        for proc in (look, prepared):  # a failed assertion must not leave a run (and its guest) going
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     missing = [ln for ln in out.splitlines() if "perf missing" in ln]
     assert missing == [("perfci: arm64-noperf: perf missing; not installed on a machine this run did not create: "
                        "sudo apt-get update && sudo apt-get install -y linux-perf")], out
@@ -273,7 +303,7 @@ def test_a_twin_without_perf_is_one_reader_unprepared_and_installs_perf_from_its
     assert cells["instructions"]["detail"].startswith("one reader only: counted by perf_event_open (")
     assert "PMC instructions" in out and "1rdr ONE-READER" in out
 
-    out = run("noperf-prepared", "--perfci-prepare")
+    out = out_prepared
     assert re.search(r"^perfci: arm64-noperf: perf installed: linux-perf -> perf version \d", out, re.MULTILINE), out
     cells = {r["capability"]: r for r in json.loads((tmp_path / "noperf-prepared" / "capabilities.json").read_text())}
     assert cells["instructions"]["ok"] and "perf stat read" in cells["instructions"]["detail"]

@@ -14,6 +14,7 @@ more boot time than reading a larger file costs on the host.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -318,7 +319,16 @@ class ImageBuilder:
             raise ImageBuildError(f"apt-get update for {self.arch} failed: {_first_error(upd.stdout + upd.stderr)}")
 
     def build(self) -> Image:
-        """The cached image for the current package versions, building it if absent."""
+        """The cached image for the current package versions, building it if absent.
+
+        Under a lock per architecture (its apt root and images are shared): two runs starting at once
+        on a cold cache build once, and neither replaces an image the other is booting."""
+        self.cache.mkdir(parents=True, exist_ok=True)
+        with (self.cache / f".lock-{self.arch}").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return self._build()
+
+    def _build(self) -> Image:
         started = time.monotonic()
         packages = self.resolve()
         key = image_key(self.arch, packages, self.perf)
