@@ -217,6 +217,17 @@ def write_environment(directory: Path, infras: Mapping[str, Infrastructure]) -> 
     return path
 
 
+def append_environment(directory: Path, properties: Mapping[str, str]) -> Path:
+    """Add lines to environment.properties (e.g. when each target was released, written after the
+    teardown, once the facts from the hosts are already there)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "environment.properties"
+    text = "".join(f"{k.translate(_ESCAPES)}={str(v).translate(_ESCAPES)}\n" for k, v in properties.items())
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(scrub_text(text))
+    return path
+
+
 def sweep(directory: Path) -> int:
     """Redact secrets anywhere in the Allure results (captured output included); returns redactions."""
     return scrub_tree(directory)

@@ -631,6 +631,9 @@ def _add_plan(sub: Any) -> None:
     own = plan.add_argument_group("plan options")
     own.add_argument("--hours", type=float, default=None, metavar="H",
                      help="expected run length for the estimate (default: the TTL)")
+    own.add_argument("--boot-minutes", type=float, default=None, metavar="M",
+                     help="minutes each instance takes to boot, for the --perfci-schedule estimate (default: "
+                          "2, metal types 10)")
     own.add_argument("--prices", default=None, metavar="FILE|api",
                      help="price table TOML (default: the one shipped in the package) or 'api' for the AWS "
                           "Pricing API with the table as fallback")
@@ -655,6 +658,8 @@ def _plan(args: argparse.Namespace) -> int:
         return usage(str(exc))
     if args.hours is not None and not (math.isfinite(args.hours) and 0 < args.hours <= 24 * 366):
         return usage(f"--hours {args.hours:g}: must be a number of hours more than 0 and at most a year (8784)")
+    if args.boot_minutes is not None and not (math.isfinite(args.boot_minutes) and 0 <= args.boot_minutes <= 24 * 60):
+        return usage(f"--boot-minutes {args.boot_minutes:g}: must be a number of minutes from 0 to 1440")
     provider = settings.effective_provider
     if provider != "ec2":
         print(f"perfci plan: provider {provider} creates no cloud resources; nothing to provision or pay for")
@@ -664,7 +669,8 @@ def _plan(args: argparse.Namespace) -> int:
         prices: planning.PriceSource = table
         if args.prices == "api":  # the Pricing API answers from us-east-1 for every region
             prices = planning.PricingApi(client(session("us-east-1"), "pricing", settings.endpoint_url), table)
-        result = planning.build_plan(settings, hours=args.hours, prices=prices, check_quotas_=not args.no_quota)
+        result = planning.build_plan(settings, hours=args.hours, prices=prices, check_quotas_=not args.no_quota,
+                                     boot_minutes=args.boot_minutes)
     except (planning.PriceError, RealEndpointRefused) as exc:
         return usage(str(exc))
     except (ValueError, RuntimeError) as exc:  # the provider's one-line validation errors

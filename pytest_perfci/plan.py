@@ -13,6 +13,12 @@ about what a name means. On top of that:
   from DescribeInstances (pending + running, vCPUs from the catalogue), and a class where
   usage + this run > limit makes the plan fail before anything is spent.
 
+- schedule (--perfci-schedule): parallel bills every type for the whole run (the line above, as
+  before); pipeline and serial run the types one after another, each billed for its boot and its
+  own tests only (it is released after its last test), and differ in wall time: pipeline hides each
+  boot under the previous type's tests, serial waits for it. Boot times are estimates
+  (`BOOT_MINUTES`: metal types take minutes to boot; `--boot-minutes` overrides them).
+
 Quota codes are AWS's (Amazon EC2 instance type quotas, docs.aws.amazon.com/ec2/latest/instancetypes/
 ec2-instance-quotas.html); the on-demand classification is the provider's own `launch.quota_for`. The GPU
 classes: L-DB2E81BA "Running On-Demand G and VT instances" (g4dn, g5, g5g, g6, g6e, ...) and L-417A185B
@@ -73,6 +79,11 @@ def quota_class(instance_type: str, spot: bool = False) -> QuotaClass | None:
     if code not in SPOT_QUOTAS:  # High Memory, HPC: on-demand only
         return None
     return QuotaClass(*SPOT_QUOTAS[code], "spot")
+
+
+# Typical minutes from RunInstances to SSH-ready: virtualised types about a minute or two, metal types
+# several minutes (firmware, no hypervisor shortcut). An estimate for the schedule lines; --boot-minutes.
+BOOT_MINUTES = {"virtual": 2.0, "metal": 10.0}
 
 
 # --- prices ---------------------------------------------------------------------------------------
@@ -315,6 +326,7 @@ class PlannedType:
     zones: list[str]
     price: Price
     gpus: tuple[GpuInfo, ...] = ()  # DescribeInstanceTypes GpuInfo (G and P types count against their own quotas)
+    boot_hours: float = 0.0  # estimated RunInstances -> ready (BOOT_MINUTES or --boot-minutes)
 
     @property
     def usd_per_hour(self) -> float | None:
@@ -335,6 +347,26 @@ class Plan:
     quota_note: str = ""
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # how --instance-type items were resolved
+    schedule: str = "parallel"  # --perfci-schedule
+
+    def billed_hours(self, t: PlannedType) -> float:
+        """Hours one instance of `t` is billed: the whole run under parallel (as before); under pipeline
+        and serial its boot plus its own `hours` of tests, since it is released after its last test."""
+        return self.hours if self.schedule == "parallel" else t.boot_hours + self.hours
+
+    @property
+    def wall_hours(self) -> float:
+        """How long the run takes: parallel, the tests of every type at once; serial, one type after the
+        other, boots included; pipeline, the first boot, then each type's tests, a later boot showing only
+        where it is longer than the tests it hides under."""
+        boots = [t.boot_hours for t in self.types for _ in range(t.count)]
+        if not boots:
+            return 0.0
+        if self.schedule == "parallel":
+            return self.hours
+        if self.schedule == "serial":
+            return sum(boots) + len(boots) * self.hours
+        return boots[0] + len(boots) * self.hours + sum(max(0.0, b - self.hours) for b in boots[1:])
 
     @property
     def instances(self) -> int:
@@ -346,7 +378,7 @@ class Plan:
 
     @property
     def instance_hours(self) -> float:
-        return self.instances * self.hours
+        return sum(t.count * self.billed_hours(t) for t in self.types)
 
     @property
     def usd_per_hour(self) -> float:
@@ -359,7 +391,7 @@ class Plan:
 
     @property
     def usd_estimate(self) -> float:
-        return self.usd_per_hour * self.hours
+        return sum((t.usd_per_hour or 0.0) * self.billed_hours(t) for t in self.types)
 
     @property
     def usd_ttl(self) -> float:
@@ -383,6 +415,7 @@ def build_plan(
     quotas: QuotaSource | None = None,
     check_quotas_: bool = True,
     public_address: Callable[[], str] | None = None,
+    boot_minutes: float | None = None,
 ) -> Plan:
     """Resolve what `settings` would provision (EC2Provider.validate(): nothing created) and price it.
 
@@ -429,13 +462,16 @@ def build_plan(
             instance_type=name, arch=info.arch, vcpus=info.vcpus, memory_mib=info.memory_mib, metal=info.metal,
             count=1, ami=image.ami, ami_name=image.name, ami_source=image.source, user=image.user, zones=zones,
             price=price_source.price(region, name), gpus=info.gpus,
+            boot_hours=(boot_minutes if boot_minutes is not None
+                        else BOOT_MINUTES["metal" if info.metal else "virtual"]) / 60,
         ))
     if lookup_error:
         warnings.append(f"the run would fail: cannot find this machine's public address for the SSH rule "
                         f"({lookup_error[0]}); pass --perfci-ssh-cidr")
         cidr = "unknown"
     plan = Plan(run_id=settings.run_id, region=region, ttl_hours=ttl_hours, hours=run_hours, spot=settings.spot,
-                ssh_cidr=cidr, types=types, prices=price_source.description, warnings=warnings, notes=notes)
+                ssh_cidr=cidr, types=types, prices=price_source.description, warnings=warnings, notes=notes,
+                schedule=settings.schedule)
     if not check_quotas_:
         plan.quota_note = "quota check skipped (--no-quota)"
         return plan
@@ -498,6 +534,7 @@ def render_text(plan: Plan) -> list[str]:
         f"(${_usd(plan.usd_per_hour)}/h{unpriced}); a controller that dies stops extending the self-destruct, "
         f"so an orphan costs at most {_hours(plan.ttl_hours)}: {_money(plan.usd_ttl)}{spot_note}"
     )
+    lines.append(schedule_line(plan))
     lines.append(f"prices: {plan.prices}")
     if plan.quota_note:
         lines.append(f"quotas: {plan.quota_note}")
@@ -517,6 +554,19 @@ def render_text(plan: Plan) -> list[str]:
     return lines
 
 
+def schedule_line(plan: Plan) -> str:
+    """What --perfci-schedule means for this plan: instance-hours, cost (whole cents) and run length."""
+    cost = f"{plan.instance_hours:.4g} instance-hours, {_money(plan.usd_estimate)}, run about {plan.wall_hours:.4g}h"
+    if plan.schedule == "parallel":
+        return (f"schedule parallel: every type up at once for the whole run: {cost} "
+                "(pipeline or serial bill each type only for its boot and its own tests)")
+    boot = sum(t.count * t.boot_hours for t in plan.types)
+    how = ("the next type boots while the current one runs its tests" if plan.schedule == "pipeline"
+           else "one type at a time, never two alive at once")
+    return (f"schedule {plan.schedule}: {how}; each type billed for its boot (about {boot:.2g}h in all) "
+            f"and its own {_hours(plan.hours)} of tests: {cost}")
+
+
 def plan_json(plan: Plan) -> dict[str, Any]:
     return {
         "run_id": plan.run_id,
@@ -530,7 +580,10 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             "metal": t.metal, "count": t.count, "ami": t.ami, "ami_name": t.ami_name, "ami_source": t.ami_source,
             "user": t.user, "zones": t.zones, "usd_per_hour": t.price.usd_per_hour, "price_note": t.price.note,
             "gpus": [g.model_dump() for g in t.gpus],
+            "boot_hours": t.boot_hours,
         } for t in plan.types],
+        "schedule": plan.schedule,
+        "wall_hours": plan.wall_hours,
         "instances": plan.instances,
         "vcpus": plan.vcpus,
         "instance_hours": plan.instance_hours,

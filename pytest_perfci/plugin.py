@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_perfci import markers
+from pytest_perfci import schedule as scheduling
 from pytest_perfci.cleanup import signals
 from pytest_perfci.hosts.base import Host
 from pytest_perfci.prepare import steps as prepare_steps
@@ -111,6 +112,8 @@ def pytest_configure(config: pytest.Config) -> None:
             provider.adopt_resolution(worker.resolution)  # no catalogue call per worker
         session = ProviderSession(settings, provider, worker.handles if worker is not None else None)
         session.targets  # noqa: B018 - naming the targets validates the selection before anything is created
+        if worker is None and (why := schedule_conflict(config, session)) is not None:
+            raise pytest.UsageError(f"{settings.origin('schedule')}: {settings.schedule!r} {why}")
         if worker is None:
             provider.validate()  # API-side checks (types exist, AMI arch, credentials): still nothing created
     except (ValueError, RuntimeError) as exc:
@@ -120,8 +123,26 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = session
     _wire_preparation(config, session)
     if worker is None:
+        config.pluginmanager.register(Lifecycle(config, session), "perfci-lifecycle")
         # SIGTERM/SIGHUP (a cancelled CI job) unwind like Ctrl-C, so every finalizer and teardown runs.
         config.add_cleanup(signals.install())
+
+
+def schedule_conflict(config: pytest.Config, session: ProviderSession) -> str | None:
+    """Why --perfci-schedule cannot be honoured in this run (checked before anything is created), or None."""
+    schedule = session.settings.schedule
+    if schedule == "parallel":
+        return None
+    if getattr(config.option, "numprocesses", None) or getattr(config.option, "dist", "no") != "no":
+        return ("runs one target's tests after another's in this process; it does not combine with xdist "
+                "(-n/--dist), whose controller brings every target up at once: use parallel with -n")
+    if schedule == "serial" and len(session.targets) > 1:
+        if session.settings.keep:
+            return "releases each target before the next one; --perfci-keep keeps them all: drop one of the two"
+        if type(session.provider).release is Provider.release:
+            return (f"needs a provider that releases one target at a time (ec2); {session.provider.name} "
+                    "releases all at the end, so they would be alive together: use pipeline or parallel")
+    return None
 
 
 def _wire_preparation(config: pytest.Config, session: ProviderSession) -> None:
@@ -268,9 +289,10 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, Any, Any]:
 
 
 @pytest.hookimpl(trylast=True, specname="pytest_sessionfinish")
-def _teardown_at_sessionfinish(session: pytest.Session) -> None:
+def pytest_sessionfinish_teardown(session: pytest.Session) -> None:
     """Teardown for processes that ran no session fixture (the xdist controller) or whose fixture was
-    never set up; after the runner's own fixture teardown, so normally there is nothing left to do."""
+    never set up; after the runner's own fixture teardown, so normally there is nothing left to do.
+    (Named pytest_*: pytest registers no other name as a hook, whatever its marker says.)"""
     provider_session = session.config.stash.get(SESSION_KEY, None)
     if provider_session is None:
         return
@@ -280,6 +302,13 @@ def _teardown_at_sessionfinish(session: pytest.Session) -> None:
         sys.stderr.write(f"{exc}\n")
         if session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if provider_session.is_worker or not provider_session.provider.creates_resources:
+        return
+    from pytest_perfci import allure as allure_mod
+
+    alluredir = allure_mod.results_dir(session.config)
+    if alluredir is not None and (props := lifecycle_properties(provider_session)):
+        allure_mod.append_environment(alluredir, props)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -292,12 +321,131 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """--perfci-keep: the "perfci kept" section (ssh command, expires-at, reap command per kept host)."""
+    """--perfci-keep: the "perfci kept" section (ssh command, expires-at, reap command per kept host);
+    for providers that create machines, "perfci targets": when each was released, its instance-seconds."""
     session = config.stash.get(SESSION_KEY, None)
     if session is not None and session.settings.keep and not session.is_worker:
         from pytest_perfci import keep
 
         keep.report(terminalreporter, session.settings, session.provider)
+    if session is not None and not session.is_worker and session.provider.creates_resources:
+        lines = lifecycle_lines(session)
+        if lines:
+            terminalreporter.write_sep("=", f"perfci targets ({session.settings.schedule})")
+            for line in lines:
+                terminalreporter.write_line(line)
+
+
+def _clock(t: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S.%f")[:-4] + "Z"
+
+
+def lifecycle_lines(session: ProviderSession) -> list[str]:
+    """One line per target that was asked for: requested, ready after, released when and after what."""
+    lines = []
+    for name in [t.name for t in session.targets]:
+        life = session.lives.get(name)
+        if life is None or life.requested is None:
+            continue
+        ready = (f"in use after {life.acquired - life.requested:.1f}s" if life.acquired is not None
+                 else "never in use")
+        if life.released is None:
+            released = "kept" if session.settings.keep else "not released"
+        elif life.last_test is not None:
+            released = f"released {_clock(life.released)} after its last test {life.last_test}"
+        else:
+            released = f"released {_clock(life.released)} at the end of the session"
+        seconds = f"; {life.instance_seconds:.1f} instance-seconds" if life.instance_seconds is not None else ""
+        error = f" (early release failed: {life.error}; released at the end)" if life.error else ""
+        lines.append(f"{name}: requested {_clock(life.requested)}, {ready}, {released}{seconds}{error}")
+    return lines
+
+
+def lifecycle_properties(session: ProviderSession) -> dict[str, str]:
+    """The same facts for Allure's environment widget (<target>.released, <target>.instance_seconds)."""
+    out: dict[str, str] = {}
+    for name, life in session.lives.items():
+        if life.requested is None:
+            continue
+        out[f"{name}.requested"] = _clock(life.requested)
+        if life.released is not None:
+            out[f"{name}.released"] = _clock(life.released)
+            out[f"{name}.released_after"] = life.last_test or "end of session"
+        if life.instance_seconds is not None:
+            out[f"{name}.instance_seconds"] = f"{life.instance_seconds:.1f}"
+    return out
+
+
+def _item_uses(item: pytest.Item, session: ProviderSession) -> frozenset[str]:
+    """The targets one test uses: its `host` parameter, or every target for a test of `hosts`."""
+    names = [t.name for t in session.targets]
+    if "hosts" in getattr(item, "fixturenames", ()):
+        return frozenset(names)
+    name = _target_name(item)
+    return frozenset({name}) if name in names else frozenset()
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")
+def pytest_collection_modifyitems_by_target(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests grouped by target, in the provider's order (after every other reordering), so a target's
+    tests are together and it can be released after the last one; a no-op for providers that release
+    everything at the end under the default schedule (the run order is then left as it was)."""
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None:
+        return
+    early = type(session.provider).release is not Provider.release and not session.settings.keep
+    if not early and session.schedule == "parallel":
+        return
+    uses = [_item_uses(item, session) for item in items]
+    items[:] = [items[i] for i in scheduling.order(uses, [t.name for t in session.targets])]
+
+
+class Lifecycle:
+    """Release each target after its last test and (pipeline) boot the next one in time: in the process
+    that owns the targets, from the test reports; the xdist controller maps the workers' test ids."""
+
+    def __init__(self, config: pytest.Config, session: ProviderSession) -> None:
+        self.config = config
+        self.session = session
+        self.tracker: scheduling.Tracker | None = None
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self.session.releases_early or self.session.schedule == "pipeline":
+            uses = {item.nodeid: _item_uses(item, self.session) for item in session.items}
+            self.tracker = scheduling.Tracker.of(self.session.schedule, uses)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """Controller: every worker collects the same ids; a test id naming no target may use any."""
+        if self.tracker is not None or not self.session.releases_early:
+            return
+        names = [t.name for t in self.session.targets]
+        uses = {}
+        for nodeid in ids:
+            name = scheduling.target_of_id(nodeid, names)
+            uses[nodeid] = frozenset({name}) if name is not None else frozenset(names)
+        self.tracker = scheduling.Tracker.of(self.session.schedule, uses)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        tracker = self.tracker
+        if tracker is None:
+            return
+        if report.when == "call":
+            tracker.ran(report.nodeid, report.duration)
+        if report.when != "teardown":
+            return
+        release, start = tracker.torn_down(report.nodeid, self._boot_s())
+        if start is not None:
+            self.session.prefetch(start)
+        for name in release:
+            self.session.release(name, after=report.nodeid)
+
+    def _boot_s(self) -> float | None:
+        boots = [life.acquired - life.requested for life in self.session.lives.values()
+                 if life.acquired is not None and life.requested is not None]
+        return sum(boots) / len(boots) if boots else None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -423,6 +571,9 @@ def topology(host: Host, perfci_session: ProviderSession) -> Pair:
 @pytest.fixture(scope="session")
 def hosts(perfci_session: ProviderSession) -> list[Host]:
     """Every target of the run, for tests that compare machines."""
+    if perfci_session.schedule == "serial" and len(perfci_session.targets) > 1:
+        pytest.skip(f"needs all {len(perfci_session.targets)} targets at once; --perfci-schedule=serial keeps "
+                    "one alive at a time")
     return [perfci_session.host(t.name) for t in perfci_session.targets]
 
 

@@ -7,12 +7,23 @@ Under xdist the controller is the only process that creates or destroys anything
 that share hosts (`Provider.shares_hosts`) are brought up by the controller, which hands workers a
 typed `WorkerHandle` to `attach` to; workers only connect and disconnect. So -n 8 costs what -n 1 costs, and one process
 (the one that outlives a crashed worker) tears down.
+
+Each target is released right after its last test (`release`, called by the plugin, which knows the
+run order), on a background thread so tests go on meanwhile; `close` waits for those and then runs
+`release_all` for whatever is left, under the same signal shield as before. `--perfci-schedule` decides
+when targets come up (pytest_perfci/schedule.py): `prefetch` boots the next one in the background
+(pipeline), and under serial a target is acquired only once every other one was released.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 from pytest_perfci.capabilities import detect
 from pytest_perfci.cleanup.signals import shielded
@@ -27,6 +38,27 @@ class TeardownIncomplete(RuntimeError):
     """Release failed for good; the message says what is left and how to finish the job."""
 
 
+@dataclass
+class TargetLife:
+    """When one target was asked for, first handed out and released (wall clock, time.time()), for the
+    summary. `acquired` is when the session first got the ready host (under parallel a later target may
+    have been ready well before its first test asked for it)."""
+
+    name: str
+    requested: float | None = None
+    acquired: float | None = None
+    released: float | None = None
+    last_test: str | None = None  # the test after which it was released early (None: at the end)
+    error: str | None = None      # why an early release failed (release_all at the end retries)
+
+    @property
+    def instance_seconds(self) -> float | None:
+        """Seconds from asking for the target to its release: what a cloud bills, about."""
+        if self.requested is None or self.released is None:
+            return None
+        return max(0.0, self.released - self.requested)
+
+
 class ProviderSession:
     def __init__(self, settings: Settings, provider: Provider, handles: dict[str, WorkerHandle] | None = None):
         self.settings = settings
@@ -36,9 +68,15 @@ class ProviderSession:
         self._hosts: dict[str, Host] = {}
         self._pairs: dict[str, Pair] = {}
         self._capabilities: dict[tuple[str, str], tuple[bool, str]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._exported: dict[str, WorkerHandle] | None = None
         self.closed = False
+        self.lives: dict[str, TargetLife] = {}
+        self._target_locks: dict[str, threading.Lock] = {}
+        self._released: set[str] = set()
+        self._background: ThreadPoolExecutor | None = None
+        self._releases: dict[str, Future[None]] = {}
+        self._prefetches: dict[str, Future[None]] = {}
         # Host preparation (set by the plugin): what collected tests need, how to prepare a host once
         # before its first test, and how to reset it after its last; what each preparation did.
         self.needs: tuple[str, ...] = ()
@@ -67,21 +105,133 @@ class ProviderSession:
                 return target
         raise KeyError(f"no target named {name!r}; targets: {', '.join(t.name for t in self.targets)}")
 
-    def host(self, name: str) -> Host:
+    @property
+    def schedule(self) -> str:
+        return self.settings.schedule
+
+    @property
+    def releases_early(self) -> bool:
+        """Whether targets are released after their last test: the process that owns them, a run that is
+        not kept, and a provider that can release one target (others release everything at the end)."""
+        return (not self.is_worker and not self.settings.keep
+                and type(self.provider).release is not Provider.release)
+
+    def life(self, name: str) -> TargetLife:
         with self._lock:
-            if name not in self._hosts:
-                target = self.target(name)
-                handle = (self.handles or {}).get(name)
-                if handle is not None and handle.unavailable is not None:
-                    raise TargetUnavailable(handle.unavailable)
-                if handle is not None:
-                    host = self.provider.attach(target, handle)
-                else:
-                    host = self.provider.acquire(target)
-                self._hosts[name] = host
+            return self.lives.setdefault(name, TargetLife(name))
+
+    def _target_lock(self, name: str) -> threading.Lock:
+        with self._lock:
+            return self._target_locks.setdefault(name, threading.Lock())
+
+    def host(self, name: str) -> Host:
+        """The target's ready (and prepared) host, acquired on first use; one acquisition per target even
+        when a prefetch thread and a test ask at once, without holding up other targets' callers."""
+        host = self._hosts.get(name)
+        if host is not None:
+            return host
+        with self._target_lock(name):
+            if name in self._hosts:
+                return self._hosts[name]
+            if name in self._released:
+                raise TargetUnavailable(f"{name} was already released after what was its last test "
+                                        "(a plugin ran its tests out of order)")
+            target = self.target(name)
+            handle = (self.handles or {}).get(name)
+            if handle is not None and handle.unavailable is not None:
+                raise TargetUnavailable(handle.unavailable)
+            if handle is not None:
+                host = self.provider.attach(target, handle)
+            else:
+                if self.schedule == "serial" and not self.is_worker:
+                    self._one_at_a_time(name)
+                now = time.time()
+                # parallel asks for every target at the first acquire (EC2 launches them all then)
+                for other in [t.name for t in self.targets] if self.schedule == "parallel" else [name]:
+                    life = self.life(other)
+                    life.requested = life.requested or now
+                life = self.life(name)
+                host = self.provider.acquire(target)
+                life.acquired = life.acquired or time.time()
+            try:
                 if self.on_prepare is not None:
                     self.preparations[name] = self.on_prepare(host)
-            return self._hosts[name]
+            finally:
+                self._hosts[name] = host
+            return host
+
+    def _one_at_a_time(self, name: str) -> None:
+        """Serial: before `name` comes up, every other target is released and its release finished."""
+        for other in [n for n in list(self._hosts) if n != name and n not in self._released]:
+            self.release(other)
+        for future in list(self._releases.values()):
+            with contextlib.suppress(Exception):
+                future.result()
+
+    def prefetch(self, name: str) -> None:
+        """Pipeline: bring `name` up on a background thread, so it is ready when its first test starts.
+        A failure is not reported here: the test that needs the target acquires it and sees the error."""
+        if self.is_worker or name in self._hosts or name in self._released:
+            return
+        with self._lock:
+            if name in self._prefetches:
+                return
+            self._prefetches[name] = self._executor().submit(self._prefetch, name)
+
+    def _prefetch(self, name: str) -> None:
+        with contextlib.suppress(Exception):
+            self.host(name)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._background is None:
+            self._background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="perfci-session")
+        return self._background
+
+    def release(self, name: str, *, after: str | None = None, wait: bool = False) -> None:
+        """Release one target now (its last test ran): its reset hook here, then the provider's release on
+        a background thread. Only where `releases_early`; once per target; close() waits for it."""
+        if not self.releases_early or self.closed:
+            return
+        with self._lock:
+            if name in self._released:
+                return
+            self._released.add(name)
+            prefetch = self._prefetches.get(name)
+        life = self.life(name)
+        life.last_test = after
+        host = self._hosts.get(name)
+        if host is not None and self.on_last is not None:
+            try:
+                self.on_last(host)
+            except Exception as exc:  # noqa: BLE001 - a user's reset hook must not keep a machine alive
+                sys.stderr.write(f"perfci: pytest_perfci_reset_host failed on {name}: {exc}\n")
+        future = self._executor().submit(self._release_now, name, prefetch)
+        with self._lock:
+            self._releases[name] = future
+        if wait:
+            future.result()
+
+    def _release_now(self, name: str, prefetch: Future[None] | None) -> None:
+        if prefetch is not None:
+            with contextlib.suppress(Exception):
+                prefetch.result()
+        life = self.life(name)
+        try:
+            self.provider.release(self.target(name))
+        except Exception as exc:  # noqa: BLE001 - release_all at the end tries again, by the ledger
+            life.error = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return
+        life.released = time.time()
+        host = self._hosts.get(name)
+        if host is not None:
+            with contextlib.suppress(Exception):
+                host.close()
+
+    def wait_releases(self) -> None:
+        """Until every early release and prefetch started so far has finished (close, and tests)."""
+        for future in [*self._prefetches.values(), *self._releases.values()]:
+            with contextlib.suppress(Exception):
+                future.result()
 
     def pair(self, name: str) -> Pair:
         """The target's client/server pair (Provider.pair, the `topology` fixture), made once after the
@@ -106,17 +256,22 @@ class ProviderSession:
         on_last, self.on_last = self.on_last, None
         if on_last is None:
             return
-        for host in list(self._hosts.values()):
-            on_last(host)
+        for name, host in list(self._hosts.items()):
+            if name not in self._released:  # reset already, before its early release
+                on_last(host)
 
     def export_all(self) -> dict[str, WorkerHandle]:
         """Controller side: bring every target up once and describe how workers reach each."""
         with self._lock:
             if self._exported is None:
                 exported: dict[str, WorkerHandle] = {}
+                now = time.time()
                 for target in self.targets:
+                    life = self.life(target.name)
+                    life.requested = life.requested or now
                     try:
                         exported[target.name] = self.provider.export(target)
+                        life.acquired = time.time()
                     except TargetUnavailable as exc:
                         exported[target.name] = WorkerHandle(target=target.name, unavailable=str(exc))
                 self._exported = exported
@@ -144,6 +299,12 @@ class ProviderSession:
             return
         self.closed = True
         try:
+            with shielded(self.settings.run_id):  # releases in flight finish before release_all starts
+                self.wait_releases()
+        finally:
+            if self._background is not None:
+                self._background.shutdown(wait=False)
+        try:
             self.reset_all()
         except Exception as exc:  # noqa: BLE001 - a users' reset hook must not keep machines alive
             import sys
@@ -160,6 +321,10 @@ class ProviderSession:
             try:
                 with shielded(self.settings.run_id, reap=reap):
                     self.provider.release_all()
+                now = time.time()
+                for life in self.lives.values():
+                    if life.released is None and life.requested is not None:
+                        life.released = now
             except Exception as exc:
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 hint = f"; finish it with: {reap}" if reap else ""

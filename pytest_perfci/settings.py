@@ -288,6 +288,11 @@ class Settings(BaseModel):
     endpoint_url: Annotated[str | None, Opt(
         "--perfci-endpoint-url", "AWS endpoint override (tests: a local moto server); default AWS_ENDPOINT_URL "
         "or AWS itself", "URL")] = None
+    schedule: Annotated[Literal["parallel", "pipeline", "serial"], Opt(
+        "--perfci-schedule", "when targets are up: parallel (all at once, fastest wall clock; default), pipeline "
+        "(the next target boots while the current one runs its tests), serial (provision, test, release, then "
+        "the next: never two alive at once); each target is released after its last test in every schedule",
+        "{parallel,pipeline,serial}")] = "parallel"
     # most types one attribute query may select (models/instance_query.py)
     max_types: Annotated[int, Field(ge=1, le=1000), Opt(
         "--perfci-max-types", "most instance types one attribute query may select (default 8); more is an "

@@ -41,6 +41,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "root_volume_gb": ("40", 40),
     "endpoint_url": ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
     "max_types": ("12", 12),
+    "schedule": ("serial", "serial"),
     "inventory": ("lab.toml", Path("lab.toml")),
     "label": ("spr", ("spr",)),
     "s3": ("s3://perf-results/weekly", "s3://perf-results/weekly"),

@@ -12,12 +12,12 @@ a kind it needs gone first (a security group's instances) failed.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from pytest_perfci.cleanup.kinds import KINDS, Context, ResourceKind, UnknownKind, kind_class, ordered
-from pytest_perfci.cleanup.ledger import Kind, Ledger
+from pytest_perfci.cleanup.ledger import Entry, Kind, Ledger
 from pytest_perfci.cleanup.model import Described, Orphan, Outcome, Report, Selection, outcome
 from pytest_perfci.cleanup.select import from_ledger, select
 
@@ -66,22 +66,27 @@ def survey(
     now: datetime | None = None,
     kinds: Kinds | None = None,
     pid: int | None = None,
+    only: Callable[[Entry], bool] | None = None,
 ) -> Selection:
     """Describe and select: what to delete, what is protected and why (exactly one selector;
     with ``ledger``, ``run_id`` narrows it to that run). ``kinds`` restricts the survey to those
-    kind objects (e.g. a kops cluster's own, configured kind)."""
+    kind objects (e.g. a kops cluster's own, configured kind). ``only`` narrows the ledger entries
+    further (one target released early); every other outstanding entry of the run then counts as
+    accounted for, so an intent of the narrowed set never claims another live resource."""
     now = now or datetime.now(UTC)
     names = list(kinds) if kinds is not None else None
     if ledger is not None:
         if expired:
             raise ValueError("pass either ledger= or expired=True, not both")
-        entries = [e for e in ledger.outstanding(run_id, pid) if names is None or e.resource in names]
+        entries = [e for e in ledger.outstanding(run_id, pid)
+                   if (names is None or e.resource in names) and (only is None or only(e))]
         involved = sorted({e.resource for e in entries})
         described: list[Described] = []
         unlisted: list[str] = []
         for rid in sorted({e.run_id for e in entries}):
             described.extend(describe(ctx, rid, involved, kinds, unlisted))
-        others = [e for e in ledger.outstanding(run_id) if pid is not None and e.pid != pid]
+        others = [e for e in ledger.outstanding(run_id)
+                  if (pid is not None and e.pid != pid) or (only is not None and e not in entries)]
         selection = from_ledger(entries, region=ctx.region, described=described, now=now, accounted=others)
         # An intent of a kind that could not be listed may have created something: never close it.
         selection.unlisted = sorted(set(unlisted))
@@ -201,19 +206,22 @@ def teardown(
     kinds: Kinds | None = None,
     prefix: str = "teardown: ",
     pid: int | None = None,
+    only: Callable[[Entry], bool] | None = None,
 ) -> Report:
     """Destroy every outstanding resource of ``run_id`` in the ledger: `perfci reap --ledger` for one
     run, with the provider's own client. Idempotent; raises TeardownError after doing everything it
-    could if anything is left (the message says what). With ``pid``, only what that process recorded."""
+    could if anything is left (the message says what). With ``pid``, only what that process recorded;
+    with ``only``, only the entries it accepts (see :func:`survey`)."""
     say = ctx.progress
     ctx = dataclasses.replace(ctx, actor="teardown", progress=lambda line: say(f"{prefix}{line}"))
-    selection = survey(ctx, ledger=ledger, run_id=run_id, kinds=kinds, pid=pid)
+    selection = survey(ctx, ledger=ledger, run_id=run_id, kinds=kinds, pid=pid, only=only)
     for o in selection.skipped:
         ctx.progress(f"{o.kind} {o.id}: {o.reason}; not deleted")
     report = reap(ctx, selection, ledger=ledger, kinds=kinds)
     problems = [f"{o.kind} {o.id}: {o.detail}" for o in report.failed]
     problems += [f"{name} resources could not be listed: an unanswered intent may remain"
-                 for name in selection.unlisted if any(e.resource == name for e in ledger.outstanding(run_id, pid))]
+                 for name in selection.unlisted if any(e.resource == name and (only is None or only(e))
+                                                       for e in ledger.outstanding(run_id, pid))]
     if report.unrecorded:
         problems.append(f"ledger {ledger.path} not written ({report.ledger_error}) for "
                         f"{', '.join(report.unrecorded)}: deleted all the same; a later reap finds them gone")

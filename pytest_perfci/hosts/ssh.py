@@ -123,6 +123,18 @@ def with_env(command: str, env: Mapping[str, str] | None) -> str:
     return f"export {exports}; {command}"
 
 
+def port_accepts(host: SSHHost, timeout: float) -> None:
+    """One TCP connect to the host's SSH port, closed at once; HostUnreachable when nothing accepts.
+
+    The cheapest readiness probe there is (no handshake, no key exchange): a provider polls it
+    every fraction of a second while a machine boots, then talks SSH once it answers."""
+    try:
+        with socket.create_connection((host.address, host.port), timeout=timeout):
+            pass
+    except OSError as e:
+        raise HostUnreachable(host.name, f"{host.address}:{host.port} not accepting: {e.strerror or e}") from None
+
+
 class _RejectUnknown(paramiko.MissingHostKeyPolicy):
     """Like StrictHostKeyChecking=yes, but the error says which key, which file, and how to trust it."""
 

@@ -17,6 +17,8 @@ capability                         default / who uses it
 ``targets()``                      required; session (test ids, markers), plan
 ``acquire(target)``                required; session (the ``host`` fixture)
 ``release_all()``                  nothing to release; session teardown (idempotent)
+``release(target)``                nothing (release_all at the end does it); the session calls it
+                                   right after a target's last test (EC2 terminates its instance)
 ``validate()``                     no API-side checks; plugin, controller only, still creates nothing
 ``type_info(target)``              None; marker gate (catalogue facts before any host exists)
 ``known_instance_types()``         None; collection (a marker naming no real type is an error)
@@ -184,6 +186,13 @@ class Provider(ABC):
         """Destroy or release everything acquired; idempotent, safe after partial failures.
 
         May return a report (EC2 does); callers must not depend on it."""
+        return None
+
+    def release(self, target: Target) -> object:
+        """Destroy what was acquired for this one target, right after its last test; idempotent, safe
+        while the target is still being brought up (it is cancelled), never called on a kept run.
+
+        Default: nothing now; `release_all` at the end of the session releases it. May return a report."""
         return None
 
     def validate(self) -> object:

@@ -8,7 +8,13 @@ Order of events for a run (`acquire` of the first target triggers all of it, onc
                      the SSH CIDR; no create call happens before all of these pass
   shared access      key pair (0600 file under <results>/.keys/) and security group, ledgered
   fan-out            one thread per type: RunInstances (AZ fallback), waiter, SSH readiness, cloud-init;
-                     eight types are ready in about the time of the slowest one
+                     eight types are ready in about the time of the slowest one. Under
+                     --perfci-schedule=pipeline|serial a type is launched only when the session asks
+                     for it (acquire), not all at the first acquire
+  readiness          a TCP connect to the SSH port every 0.1-0.25 s (cheap, no API call), then `true`
+                     over SSH, then cloud-init's own wait: ready is seen within ~0.25 s of sshd accepting
+  release(target)    one type's instance terminated right after its last test, through the same cleanup
+                     engine and ledger as release_all (entries narrowed to that type)
   heartbeat          a thread pushing perfci:expires-at and the on-host deadline forward
   pairs              when collected tests use the `topology` fixture (declare_pairs) or --perfci-server-type
                      is given: per target a cluster placement group, the target (the client) and a server
@@ -42,7 +48,7 @@ from pytest_perfci.cleanup.ledger import Ledger
 from pytest_perfci.cleanup.model import Report
 from pytest_perfci.hosts.base import Host
 from pytest_perfci.hosts.result import AuthenticationFailed, HostError, HostUnreachable
-from pytest_perfci.hosts.ssh import HostKeyRejected, SSHHost, parse_destination
+from pytest_perfci.hosts.ssh import HostKeyRejected, SSHHost, parse_destination, port_accepts
 from pytest_perfci.models.instance_query import Resolution, resolve
 from pytest_perfci.models.instance_types import InstanceTypeInfo
 from pytest_perfci.models.preparation import Preparation
@@ -197,6 +203,8 @@ class EC2Provider(Provider):
         self._server_records: dict[str, InstanceRecord] = {}
         self._pair_errors: dict[str, str] = {}
         self._handles: dict[str, WorkerHandle] = {}  # xdist worker: what the controller exported
+        self._tags: list[dict[str, str]] = []
+        self._released: set[str] = set()  # types released early: not launched (again), provisioning cancelled
 
     @classmethod
     def from_settings(cls, settings: Settings, context: ProviderContext) -> EC2Provider:
@@ -259,15 +267,70 @@ class EC2Provider(Provider):
         return None
 
     def acquire(self, target: Target) -> SSHHost:
-        """The ready host for target's type; the first call starts provisioning of every type at once.
+        """The ready host for target's type. Under --perfci-schedule=parallel the first call starts
+        provisioning of every type at once; otherwise only this type is launched.
 
         Raises CapacityUnavailable (skip that type's tests), QuotaExceeded, LaunchError, EC2SetupError.
         """
         itype = target.instance_type or target.name
         self._start()
-        if itype not in self._futures:
-            raise EC2SetupError(f"{itype} was not requested (requested: {', '.join(self._futures)})")
-        return self._futures[itype].result()
+        return self._submit(itype).result()
+
+    def _submit(self, itype: str) -> Future[SSHHost]:
+        """This type's provisioning future, submitted now if it was not yet."""
+        assert self._plan is not None and self._executor is not None
+        with self._lock:
+            if itype not in self._futures:
+                if itype not in self._plan:
+                    raise EC2SetupError(f"{itype} was not requested (requested: {', '.join(self._plan)})")
+                if itype in self._released:
+                    raise Cancelled(f"{itype} was released after its last test; not launching it again")
+                info, image = self._plan[itype]
+                self._futures[itype] = self._executor.submit(self._provision, info, image, self._tags)
+            return self._futures[itype]
+
+    def release(self, target: Target) -> Report | None:
+        """Terminate this type's instance now (its last test ran): provisioning in flight is cancelled
+        at its next step and waited for, then the cleanup engine deletes the type's ledger entries of
+        this process, as release_all would. Idempotent."""
+        itype = target.instance_type or target.name
+        with self._lock:
+            self._released.add(itype)
+            future = self._futures.get(itype)
+        if future is not None:
+            with contextlib.suppress(Exception):  # a failed or cancelled launch still leaves ledger lines
+                future.result()
+        host = self._hosts.pop(itype, None)
+        if host is not None:
+            with contextlib.suppress(Exception):
+                host.close()
+
+        server = self._servers.pop(itype, None)
+        if server is not None:
+            with contextlib.suppress(Exception):
+                server.close()
+        # the type's instance and its pair's server, by the Name tag of their launch intents (a server may be
+        # of another target's type), then every line of those launches by their client token
+        names = {f"{self.run_id}-{itype}", f"{self.run_id}-{itype}-server"}
+        tokens = {e.token for e in self.ledger.entries()
+                  if e.run_id == self.run_id and e.kind == "intent" and e.resource == "instance" and e.token
+                  and any(t.get("Key") == "Name" and t.get("Value") in names for t in e.data.get("tags") or [])}
+
+        def mine(entry: Any) -> bool:
+            return bool(entry.resource == "instance" and entry.token in tokens)
+
+        if not any(mine(e) for e in self.ledger.outstanding(self.run_id, pid=os.getpid())):
+            return None
+        ctx = Context(self.teardown_ec2, progress=self.progress, key_dir=self.key_dir,
+                      waiter_delay=self.waiter_delay, deadline=time.monotonic() + self.teardown_deadline)
+        report = engine.teardown(ctx, self.ledger, self.run_id, pid=os.getpid(), only=mine,
+                                 prefix=f"release {itype}: ")
+        for record in (self._records.get(itype), self._server_records.get(itype)):
+            if record is not None:
+                record.state = "terminated"
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(record.known_hosts)
+        return report
 
     def export(self, target: Target) -> WorkerHandle:
         """xdist controller: bring the type up here and describe how a worker reaches it."""
@@ -582,8 +645,10 @@ class EC2Provider(Provider):
         ).start()
         self._executor = ThreadPoolExecutor(max_workers=min(self.max_workers, max(1, len(plan))),
                                             thread_name_prefix="perfci-ec2")
-        for itype, (info, image) in plan.items():
-            self._futures[itype] = self._executor.submit(self._provision, info, image, tags)
+        self._tags = tags
+        if self.settings.schedule == "parallel":  # all at once; pipeline/serial launch on demand (_submit)
+            for itype, (info, image) in plan.items():
+                self._futures[itype] = self._executor.submit(self._provision, info, image, tags)
 
     def _tagged_ids(self) -> list[str]:
         live = [r for r in [*self._records.values(), *self._server_records.values()] if r.state != "terminated"]
@@ -595,9 +660,11 @@ class EC2Provider(Provider):
             ids.append(self._key.key_id)
         return ids
 
-    def _check(self, what: str) -> None:
+    def _check(self, what: str, itype: str | None = None) -> None:
         if self._closing.is_set():
             raise Cancelled(f"cancelled before {what}: the provider is releasing")
+        if itype is not None and itype in self._released:
+            raise Cancelled(f"cancelled before {what}: {itype} was released")
 
     def _provision(self, info: InstanceTypeInfo, image: Image, base_tags: list[dict[str, str]]) -> SSHHost:
         itype = info.name
@@ -626,7 +693,7 @@ class EC2Provider(Provider):
             spot=self.settings.spot,
             placement_group=group,
         )
-        self._check(f"launching {itype}")
+        self._check(f"launching {itype}", itype)
         started = time.monotonic()
         inst = launch(self._ec2, self.ledger, spec, run_id=self.run_id, region=self.region,
                       progress=self.progress)
@@ -661,7 +728,7 @@ class EC2Provider(Provider):
         if info is not None and image is not None:
             spec = dataclasses.replace(spec, instance_type=info.name, image_id=image.ami,
                                        root_device=image.root_device)
-        self._check(f"launching the server of {itype}")
+        self._check(f"launching the server of {itype}", itype)
         try:
             server = launch(self._ec2, self.ledger, spec, run_id=self.run_id, region=self.region,
                             progress=self.progress)
@@ -688,7 +755,7 @@ class EC2Provider(Provider):
             private_address=str(described.get("PrivateIpAddress", "")), role=role,
         )
         store(record)
-        self._check(f"connecting to {name}")
+        self._check(f"connecting to {name}", itype)
         ssh = SSHHost(
             name, host, user=user, port=port, key_filename=self._key.path,
             connect_timeout=self.ssh_connect_timeout, known_hosts=known_hosts, host_key_policy="accept-new",
@@ -707,22 +774,39 @@ class EC2Provider(Provider):
         return ssh
 
     def _wait_ssh(self, ssh: SSHHost, itype: str, iid: str, started: float) -> None:
-        """`true` over SSH until it works: exponential backoff (1 s .. 15 s) up to ssh_ready_timeout."""
+        """Until `true` works over SSH, within ssh_ready_timeout.
+
+        First a TCP connect to the SSH port every 0.1-0.25 s: a refused or unanswered connect costs
+        nothing (no API call, no handshake), so the moment sshd accepts is noticed within ~0.25 s
+        instead of after an SSH backoff step (1, 2, 4 s: a host listening at 3 s was seen at 7.8 s).
+        Then the SSH handshake and `true`, retried at 0.25 s doubling to 2 s (keys not installed yet).
+        """
+        budget_end = time.monotonic() + self.ssh_ready_timeout
+        last_line = [0.0]
 
         def not_up_yet(e: BaseException) -> bool:
             return isinstance(e, (HostUnreachable, AuthenticationFailed)) and not isinstance(e, HostKeyRejected)
 
+        def waiting(e: BaseException, _delay: float, n: int) -> None:
+            now = time.monotonic()
+            if n == 1 or now - last_line[0] >= 10.0:  # one line at first, then every 10 s: not per probe
+                last_line[0] = now
+                took = now - started
+                self.progress(status(itype, f"{iid} ssh-wait ({type(e).__name__})", took,
+                                     text=f"{itype} {iid} ssh-wait {took:.0f}s ({type(e).__name__})"))
+
+        def listening() -> None:
+            self._check(f"SSH to {itype}", itype)
+            port_accepts(ssh, min(1.0, self.ssh_connect_timeout))
+
         def attempt() -> None:
-            self._check(f"SSH to {itype}")
+            self._check(f"SSH to {itype}", itype)
             ssh.run("true", timeout=max(5.0, self.ssh_connect_timeout * 3))
 
-        def waiting(e: BaseException, _delay: float, _n: int) -> None:
-            took = time.monotonic() - started
-            self.progress(status(itype, f"{iid} ssh-wait ({type(e).__name__})", took,
-                                 text=f"{itype} {iid} ssh-wait {took:.0f}s ({type(e).__name__})"))
-
         try:
-            backoff(not_up_yet, first=1.0, cap=15.0, within=self.ssh_ready_timeout, on_retry=waiting)(attempt)
+            backoff(not_up_yet, first=0.1, cap=0.25, within=self.ssh_ready_timeout, on_retry=waiting)(listening)
+            left = max(1.0, budget_end - time.monotonic())
+            backoff(not_up_yet, first=0.25, cap=2.0, within=left, on_retry=waiting)(attempt)
         except HostKeyRejected:
             raise
         except (HostUnreachable, AuthenticationFailed) as e:
