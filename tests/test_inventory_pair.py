@@ -83,6 +83,7 @@ def test_no_server_for_the_labels_says_which_servers_exist(lab: Path) -> None:
 @pytest.mark.parametrize(("field", "value", "expected"), [
     ("role", '"router"', "role = 'router' is not allowed; use 'client' or 'server'"),
     ("test_address", '"10.0.0.6:5201"', "must be a host name or IP without a port"),
+    ("test_ports", "[5201, 5201]", "must be [FIRST, LAST], 1 <= FIRST < LAST <= 65535"),
 ])
 def test_bad_role_or_test_address_is_one_line(tmp_path: Path, field: str, value: str, expected: str) -> None:
     path = tmp_path / "lab.toml"
@@ -108,6 +109,7 @@ def test_net_suite_between_two_lab_hosts_over_ssh(tmp_path: Path, sshd: SshdServ
     """Two sshd stand in for a lab client and server; suites/net runs iperf3 and sockperf between them
     over SSH (the test address is loopback), records samples, and unlocks both hosts."""
     lock_c, lock_s = tmp_path / "c.lock", tmp_path / "s.lock"
+    first = free_pair()  # two free loopback ports: concurrent runs on one machine do not collide
     inv = tmp_path / "lab.toml"
     inv.write_text(f"""
 [defaults]
@@ -130,6 +132,7 @@ known_hosts = "{server_sshd.known_hosts}"
 labels = ["net", "pair-a"]
 role = "server"
 lock_dir = "{lock_s}"
+test_ports = [{first}, {first + 1}]
 """)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERFCI_")}
     proc = subprocess.run(
@@ -148,3 +151,24 @@ lock_dir = "{lock_s}"
     assert by_name["net.tcp.throughput.1stream"]["metadata"]["link"].startswith(
         "lab pair lab-client (127.0.0.1) -> lab-server (127.0.0.1)")
     assert not lock_c.exists() and not lock_s.exists(), "a lab lock was left behind"
+    assert by_name["net.tcp.throughput.1stream"]["metadata"]["port"] == first  # the lab's test_ports
+    assert by_name["net.tcp.rr.p50"]["metadata"]["port"] == first + 1
+
+
+def free_pair() -> int:
+    """A port P with P and P+1 free on 127.0.0.1 right now."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = int(a.getsockname()[1])
+            if port >= 65535:
+                continue
+            with socket.socket() as b:
+                try:
+                    b.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no two adjacent free ports on 127.0.0.1")

@@ -49,11 +49,10 @@ def background_server(host: Host, argv: Sequence[str], port: int, *, bound_s: fl
         raise LookAgain(0.2, f"{argv[0]} not listening on {port} yet")
 
     try:
-        polling(100)(look)
-    except LookAgain:
-        host.run(["kill", pid], timeout=15, check=False)
-        raise ServerNotListening(f"{host.name}: {argv[0]} not listening on {port} after 20 s (log {log})") from None
-    try:
+        try:
+            polling(100)(look)
+        except LookAgain:
+            raise ServerNotListening(f"{host.name}: {argv[0]} not listening on {port} after 20 s") from None
         yield log
     finally:
         host.run(["kill", pid], timeout=15, check=False)

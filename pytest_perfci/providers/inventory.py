@@ -18,7 +18,8 @@ The file (TOML, or YAML when PyYAML is installed) lists hosts; `[defaults]` fill
 Client/server pairs (the `topology` fixture, suites/net): a host with `role = "server"` is not a target
 of its own; each target's server is the first selected server carrying every label of the target (so
 give a pair a shared label such as "pair-a"). `test_address` is where test traffic goes (a lab's data
-network); it defaults to the SSH address's host. The server is locked like any host while in use:
+network); it defaults to the SSH address's host; `test_ports = [FIRST, LAST]` (default [5201, 5209])
+are the ports the server listens on. The server is locked like any host while in use:
 
     [[hosts]]
     name = "lab-c1"
@@ -137,6 +138,15 @@ class _Common(BaseModel):
     reset: str | None = Field(default=None, min_length=1)
     reset_timeout: float | None = Field(default=None, gt=0, le=86400)
     lock_dir: str | None = Field(default=None, min_length=2)
+    # a pair's test ports on its server (first: iperf3, next: sockperf); a lab firewall may allow only some
+    test_ports: tuple[int, int] | None = None
+
+    @field_validator("test_ports")
+    @classmethod
+    def _ports(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and not 1 <= value[0] < value[1] <= 65535:
+            raise ValueError("must be [FIRST, LAST], 1 <= FIRST < LAST <= 65535 (suites/net uses FIRST and FIRST+1)")
+        return value
 
     @field_validator("lock_dir")
     @classmethod
@@ -223,6 +233,7 @@ class InventoryHost(BaseModel):
     instance_type: str | None = None
     role: Literal["client", "server"] | None = None
     test_address: str = ""  # where a pair's test traffic goes; the SSH address's host by default
+    test_ports: tuple[int, int] = (5201, 5209)
     reset: str | None = None
     reset_timeout: float = 600.0
     known_hosts: Path | None = None
@@ -463,7 +474,7 @@ def load_inventory(path: str | Path) -> Inventory:
             "host_key_policy": policy,
             "proxy_jump": entry.proxy_jump or d.proxy_jump,
         }
-        for name in ("reset_timeout", "connect_timeout", "lock_dir"):
+        for name in ("reset_timeout", "connect_timeout", "lock_dir", "test_ports"):
             value = getattr(entry, name) if getattr(entry, name) is not None else getattr(d, name)
             if value is not None:
                 values[name] = value
@@ -645,7 +656,7 @@ class InventoryProvider(Provider):
         client = self.acquire(target)
         server_host = self.acquire(Target(name=server.name, provider=self.name, instance_type=server.instance_type))
         return Pair(target=target.name, client=client, server=server_host, client_address=spec.test_address,
-                    server_address=server.test_address,
+                    server_address=server.test_address, ports=server.test_ports,
                     link=f"lab pair {spec.name} ({spec.test_address}) -> {server.name} ({server.test_address}), "
                          f"labels {','.join(server.labels)}",
                     client_type=spec.instance_type, server_type=server.instance_type)

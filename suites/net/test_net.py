@@ -45,7 +45,7 @@ def test_tcp_throughput(net_tools: Pair, streams: int, net_seconds: int, adverti
     verdict = judge_throughput(result, advertised, cluster_placement=bool(pair.placement_group))
     perfci_record.sample(
         f"net.tcp.throughput.{streams}stream{'s' if streams > 1 else ''}", verdict.measured_gbps, "Gbit/s",
-        "pass" if verdict.ok else "fail", direction="higher", streams=streams, seconds=net_seconds,
+        "pass" if verdict.ok else "fail", direction="higher", streams=streams, seconds=net_seconds, port=port,
         retransmits=result.retransmits, expected_gbps=verdict.expected_gbps, status=verdict.status,
         advertised=advertised.performance if advertised else "", tool=result.version, **_where(pair))
     if not verdict.ok:
@@ -63,7 +63,7 @@ def test_tcp_request_response_latency(net_tools: Pair, net_seconds: int, perfci_
         pytest.fail(str(exc), pytrace=False)
     perfci_record.attach("sockperf ping-pong", f"$ {raw.command}\n{raw.stdout}\n--- stderr ---\n{raw.stderr}")
     verdict = judge_latency(result)
-    common = {"seconds": net_seconds, "message_bytes": MESSAGE_BYTES, "observations": result.observations,
+    common = {"seconds": net_seconds, "port": port, "message_bytes": MESSAGE_BYTES, "observations": result.observations,
               "tool": f"sockperf {result.version}", **_where(pair)}
     sample: SampleVerdict = "pass" if verdict.ok else "fail"
     perfci_record.sample("net.tcp.rr.p50", verdict.p50_us, "us", sample, direction="lower", **common)
