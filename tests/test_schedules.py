@@ -24,6 +24,7 @@ from pytest_perfci.hosts.result import HostUnreachable
 from pytest_perfci.hosts.ssh import SSHHost, port_accepts
 from pytest_perfci.settings import SettingsError, load_settings
 from tests.faults.campaign import Env, all_leftovers, environment
+from tests.moto_server import MotoServer
 from tests.sshd import SshdServer, sshd_available
 
 ROOT = Path(__file__).parents[1]
@@ -283,3 +284,21 @@ def test_pipeline_boots_the_next_target_while_the_current_one_runs(env: Env, tmp
     actions = [a for a, _ in calls if a in ("RunInstances", "TerminateInstances")]
     assert actions[:3] == ["RunInstances", "RunInstances", "TerminateInstances"], actions
     assert all(not v for v in all_leftovers(env.moto).values())
+
+
+def test_cli_plan_prices_the_chosen_schedule(moto: MotoServer, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_perfci.cli import main
+
+    base = ["plan", "--instance-type", "c7g.metal", "--perfci-results", str(tmp_path / "results"), "--hours", "1",
+            "--no-quota"]
+    assert main([*base, "--perfci-schedule", "serial", "--boot-minutes", "6"]) == 0
+    out = capsys.readouterr().out
+    # c7g.metal at $2.32/h (the shipped table): 6 min of boot + 1 h of tests = 1.1 instance-hours, $2.56 rounded up
+    assert "cost: 1.1 instance-hours for 1h: $2.56" in out, out
+    assert "schedule serial: one type at a time, never two alive at once" in out and "run about 1.1h" in out
+    assert main([*base, "--perfci-schedule", "fast"]) == 2
+    assert capsys.readouterr().err.startswith("perfci plan: --perfci-schedule: 'fast' is not allowed; choose one of")
+    assert main([*base, "--boot-minutes", "-1"]) == 2
+    assert "--boot-minutes -1: must be a number of minutes" in capsys.readouterr().err
+    assert not moto.client("ec2").describe_instances()["Reservations"]  # type: ignore[attr-defined]
