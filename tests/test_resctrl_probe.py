@@ -160,5 +160,5 @@ def test_one_installer_copies_what_a_probe_needs_privately_and_removes_it() -> N
         assert [p.name for p in Path(pmc).parent.iterdir()] == ["pmc_reader.py"]
     finally:
         host.run(["rm", "-rf", str(Path(pmc).parent)])
-    with pytest.raises(ValueError, match=r"^unknown probe 'x.py'; probes: pmc_reader.py, resctrl_probe.py$"):
+    with pytest.raises(ValueError, match=r"^unknown probe 'x.py'; probes: pmc_reader.py, resctrl_probe.py, gpu_probe.py$"):
         install_probe(host, "x.py")
