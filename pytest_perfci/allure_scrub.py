@@ -7,6 +7,9 @@ clear. So the one object that writes Allure files, allure_commons' AllureFileLog
 with its three writers wrapped: result/container JSON is scrubbed field by field before it is
 serialised, attachment bodies and attached files before they reach the disk. Nothing unscrubbed is
 ever written; the sweep stays as a second line for files others put there.
+
+A write that fails (a full disk: OSError) loses that one file and is said once on stderr; it never
+stops the run, whose teardown must still happen (issue 16).
 """
 
 from __future__ import annotations
@@ -14,12 +17,25 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pytest_perfci.results.scrub import scrub_bytes, scrub_text_count
 
 _MARK = "_perfci_scrubbing"
+_failed: list[str] = []  # the first write failure, said once per process
+
+
+def _tolerant(write: Callable[..., None], *args: Any, **kw: Any) -> None:
+    try:
+        write(*args, **kw)
+    except OSError as exc:
+        if not _failed:
+            _failed.append(str(exc))
+            sys.stderr.write(f"perfci: Allure results are not being written ({type(exc).__name__}: "
+                             f"{exc.strerror or exc}); the run goes on\n")
 
 
 def _scrub_value(value: Any, counter: list[int]) -> Any:
@@ -40,6 +56,16 @@ def _scrub_value(value: Any, counter: list[int]) -> Any:
         for f in fields:
             setattr(value, f.name, _scrub_value(getattr(value, f.name), counter))
     return value
+
+
+def _write_file(source: Any, data: bytes, dest: Path) -> None:
+    tmp = dest.with_name(f"{dest.name}.tmp")
+    try:
+        tmp.write_bytes(data)
+        shutil.copystat(source, tmp)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def install(redactions: list[int]) -> int:
@@ -63,7 +89,7 @@ def install(redactions: list[int]) -> int:
 
         def report_item(item: Any, _orig: Any = original_item) -> None:
             _scrub_value(item, redactions)
-            _orig(item)
+            _tolerant(_orig, item)
 
         @functools.wraps(original_data)
         def report_attached_data(body: Any, file_name: str, _orig: Any = original_data) -> None:
@@ -72,16 +98,13 @@ def install(redactions: list[int]) -> int:
             else:
                 body, n = scrub_bytes(bytes(body))
             redactions[0] += n
-            _orig(body=body, file_name=file_name)
+            _tolerant(_orig, body=body, file_name=file_name)
 
         @functools.wraps(logger.report_attached_file)
         def report_attached_file(source: Any, file_name: str, _dir: Path = report_dir) -> None:
             data, n = scrub_bytes(Path(source).read_bytes())
             redactions[0] += n
-            tmp = _dir / f"{file_name}.tmp"
-            tmp.write_bytes(data)
-            shutil.copystat(source, tmp)
-            os.replace(tmp, _dir / file_name)
+            _tolerant(_write_file, source, data, _dir / file_name)
 
         # Instance attributes shadow the class's methods; functools.wraps copied the hookimpl marks,
         # so re-registering the same object (same name: allure's own cleanup unregisters by it) picks

@@ -107,6 +107,21 @@ def test_private_key_bodies_without_armour(tmp_path: Path) -> None:
         assert body_lines[0] not in scrub_text(f'{{"stdout": "{escaped}"}}'), name
 
 
+def test_key_body_then_a_credential_pair_on_the_next_line(tmp_path: Path) -> None:
+    """Found by the fault campaign (secrets kind): a body printed right before `AKIA... SECRET` took the
+    key id as one more body line, and the secret after it stayed in clear. Every body line and the
+    secret go, in plain text and as one JSON string; trailing blanks after a body line keep it body."""
+    for pem in _generated_keys(tmp_path).values():
+        body = [line for line in pem.splitlines() if line and not line.startswith("-----")]
+        pair = f"AKIAIOSFODNN7EXAMPLE {SECRET}"
+        for text in ("\n".join([*body, pair, "after"]), "\\n".join([*body, pair])):
+            out = scrub_text(text)
+            assert SECRET not in out and "AKIAIOSFODNN7EXAMPLE" not in out, out
+            assert not any(line in out for line in body if len(line) >= 16), out
+        padded = scrub_text("\n".join(line + "  " for line in body))
+        assert not any(line in padded for line in body if len(line) >= 16), padded
+
+
 def find_leaks_in(text: str) -> list[str]:
     from pytest_perfci.results.scrub import LEAK_PATTERNS
 

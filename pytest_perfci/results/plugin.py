@@ -10,9 +10,10 @@ when it is recorded, and a passing test whose samples regressed fails with the v
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Generator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -400,6 +401,7 @@ class ResultsCollector:
         self.matrix_paths: list[Path] = []
         self.ran: set[str] = set()  # targets a test's call phase reached
         self.skipped: dict[str, list[str]] = {}  # target -> skip reasons of its tests, before the call phase
+        self._failed_writes = False
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         target = next((str(v) for k, v in report.user_properties if k == TARGET_PROPERTY), None)
@@ -418,7 +420,20 @@ class ResultsCollector:
         records = records_from_report(report, self.state.run_id)
         if records:
             self.records.extend(records)
-            self.writer.write(records)
+            with self._unwritten(self.writer.path):
+                self.writer.write(records)
+
+    @contextmanager
+    def _unwritten(self, what: Path | str) -> Generator[None, None, None]:
+        """A results file that cannot be written (a full disk) is one error line at the end and exit 1,
+        never a traceback that stops the run before its teardown (issue 16); said once per file."""
+        try:
+            yield
+        except OSError as exc:
+            line = f"{what} not written ({type(exc).__name__}: {exc.strerror or exc})"
+            if line not in self.errors:
+                self.errors.append(line)
+            self._failed_writes = True
 
     def not_run_records(self) -> list[ResultRecord]:
         """One "target" record per target no test ran on (never came up, or every test skipped)."""
@@ -444,13 +459,15 @@ class ResultsCollector:
         unreached = self.not_run_records()
         if unreached:
             self.records.extend(unreached)
-            self.writer.write(unreached)
+            with self._unwritten(self.writer.path):
+                self.writer.write(unreached)
         files: list[Path] = [self.writer.path] if self.writer.count else []
         if any(r.kind in ("capability", "target") for r in self.records):
-            md, html, _ = write_matrix(self.records, self.state.run_dir,
-                                       title=f"perfci capability matrix ({self.state.run_id})")
-            self.matrix_paths = [md, html]
-            files += self.matrix_paths
+            with self._unwritten(self.state.run_dir / "matrix.md"):
+                md, html, _ = write_matrix(self.records, self.state.run_dir,
+                                           title=f"perfci capability matrix ({self.state.run_id})")
+                self.matrix_paths = [md, html]
+                files += self.matrix_paths
         if self.state.s3_url and files:
             try:
                 client = s3.s3_client(self.state.endpoint_url, self.state.region)
@@ -463,12 +480,16 @@ class ResultsCollector:
         if alluredir is not None:
             from pytest_perfci import allure_meta
 
-            if self.infras:
-                allure_mod.write_environment(alluredir, self.infras)
-            allure_meta.write(alluredir)
-            redacted = self.state.redactions[0] + allure_mod.sweep(alluredir)
-            if redacted:
-                self.notes.append(f"redacted {redacted} secret-looking string(s) in {alluredir}")
+            with self._unwritten(alluredir):
+                if self.infras:
+                    allure_mod.write_environment(alluredir, self.infras)
+                allure_meta.write(alluredir)
+            with self._unwritten(alluredir):
+                redacted = self.state.redactions[0] + allure_mod.sweep(alluredir)
+                if redacted:
+                    self.notes.append(f"redacted {redacted} secret-looking string(s) in {alluredir}")
+        if self._failed_writes and session.exitstatus == 0:
+            session.exitstatus = 1  # results that did not land must not look green
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         """--junitxml is written in junitxml's own sessionfinish: scrub it after, before CI uploads it."""
@@ -476,7 +497,12 @@ class ResultsCollector:
         if xmlpath and Path(xmlpath).is_file():
             clean, n = scrub_bytes(Path(xmlpath).read_bytes())
             if n:
-                Path(xmlpath).write_bytes(clean)
+                try:
+                    Path(xmlpath).write_bytes(clean)
+                except OSError as exc:  # a full disk: a half-written file must not keep the secrets
+                    Path(xmlpath).unlink(missing_ok=True)
+                    sys.stderr.write(f"perfci: {xmlpath} removed: it held secrets and could not be "
+                                     f"rewritten scrubbed ({type(exc).__name__}: {exc.strerror or exc})\n")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         self._results_summary(terminalreporter)
@@ -487,8 +513,13 @@ class ResultsCollector:
             heads = {c.target: c.facts for c in self.capabilities if c.facts}
             _write_lines(terminalreporter, grid(build_matrix(self.records), heads))
         if self.capabilities:
-            path = write_capabilities(self.capabilities, self.state.run_dir)
-            terminalreporter.write_line(f"capabilities written to {path}")
+            try:
+                path = write_capabilities(self.capabilities, self.state.run_dir)
+            except OSError as exc:
+                terminalreporter.write_line(f"perfci: capabilities not written ({type(exc).__name__}: "
+                                            f"{exc.strerror or exc})", red=True)
+            else:
+                terminalreporter.write_line(f"capabilities written to {path}")
 
     def _results_summary(self, tr: Any) -> None:
         if not (self.records or self.errors or self.notes):

@@ -22,8 +22,9 @@ _PRIVATE_KEY = re.compile(
 )
 # A private key's base64 body without its armour lines (a log that dropped them, a `cat` cut short):
 # recognised by the DER/OpenSSH prefix every such body starts with, then the base64 lines that follow
-# (lines shorter than 16 characters end it, so a following ordinary word is kept). Certificates
-# (MIIC..TCC) and public keys do not start so.
+# (lines shorter than 16 characters end it, so a following ordinary word is kept; so does a line that
+# is not base64 to its end: `AKIA... SECRET` after a body is a credential pair for _KEY_PAIR, not more
+# body). Certificates (MIIC..TCC) and public keys do not start so.
 _KEY_BODY = re.compile(
     r"(?:b3BlbnNzaC1rZXktdjE"                 # openssh-key-v1
     r"|MII[A-Za-z0-9+/]{5}AAKC"               # PKCS#1 RSA: SEQUENCE, INTEGER 0, INTEGER n
@@ -31,7 +32,7 @@ _KEY_BODY = re.compile(
     r"|MIG[A-Za-z0-9+/]AgEAMB"                # PKCS#8 EC
     r"|MC4CAQAwBQYDK2Vw"                      # PKCS#8 Ed25519
     r"|MHcCAQEE|MIGkAgEBBD|MIHcAgEBBE)"       # SEC1 EC P-256 / P-384 / P-521
-    r"[A-Za-z0-9+/=]*(?:(?:\r?\n|\\n)[A-Za-z0-9+/=]{16,})*"
+    r"[A-Za-z0-9+/=]*(?:[ \t]*(?:\r?\n|\\n)[A-Za-z0-9+/=]{16,}(?=[ \t]*(?:\r?\n|\\[nr]|[\"']|$)))*"
 )
 # AWS access key ids (long-term AKIA, temporary ASIA) — not secret alone, but half of a credential.
 _ACCESS_KEY_ID = re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])")

@@ -21,8 +21,14 @@ Four sections, each run after run, each run followed by a leak count and a secre
 * input:  >= 30 malformed invocations, config files and inventory files. Target: exit 4 (usage error),
           one line on stderr, zero create calls at the moto server (its own request recorder).
 
+Issue 16's kinds (tests/faults/kinds.py, each with its pass criterion there): runid (the same run id
+twice), disk (a full tmpfs results dir at four points), clock (libfaketime: runs and the reaper 3 h
+off), hole (a black-holed endpoint during teardown), late (a signal after the last test, xdist),
+secrets (secrets in captured output, SIGKILL). Target: 0 leaks, 0 wrongly destroyed, 0 secrets on disk.
+
 As a test: tests/faults/test_campaign.py (small N). As a script (large N):
-    .venv/bin/python -m tests.faults.campaign --runs 50 [--seed S] [--sections kill,api,ssh,input] [--full-api]
+    .venv/bin/python -m tests.faults.campaign --runs 50 [--seed S] [--sections kill,api,...,secrets]
+        [--rounds R] [--full-api]
 Exits 0 when every target is met, 1 otherwise; prints one line per run and a summary.
 """
 
@@ -177,10 +183,12 @@ def start_sshd_on(port: int, workdir: Path) -> SshdServer:
 
 def start_run(env: Env, run_id: str, *args: str, suite: str = SUITE, sshd_port: int | None = None,
               extra_env: dict[str, str] | None = None, itype: str = TYPES[0],
-              authorized_keys: Path | None = None) -> Run:
-    """`pytest suites/pmc --instance-type=...` with the harness (instances -> sshd) and the fault plugin."""
-    base = env.work / run_id
-    results, markers = base / "results", base / "markers"
+              authorized_keys: Path | None = None, name: str | None = None, results: Path | None = None) -> Run:
+    """`pytest suites/pmc --instance-type=...` with the harness (instances -> sshd) and the fault plugin.
+    ``name``: the run's directory under the work dir (default: the run id); ``results``: another
+    results directory (default: <name>/results)."""
+    base = env.work / (name or run_id)
+    results, markers = results or base / "results", base / "markers"
     markers.mkdir(parents=True)
     proc_env = {k: v for k, v in os.environ.items() if not k.startswith(("PERFCI_", "AWS_", "MOTO_"))}
     proc_env.update(env.moto.env())
@@ -246,9 +254,10 @@ def scan_secrets(paths: list[Path]) -> list[str]:
     return hits
 
 
-def reap(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
+def reap(env: Env, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
     full.update(env.moto.env())
+    full.update(extra_env or {})
     return subprocess.run([str(PERFCI), "reap", *args, "--region", "us-east-1", "--yes"], capture_output=True,
                           text=True, timeout=120, env=full, stdin=subprocess.DEVNULL, check=False)
 
@@ -280,8 +289,9 @@ def _finish(env: Env, run: Run, timeout: float) -> int | None:
         return None
 
 
-def _after(env: Env, run: Run, outcome: Outcome) -> Outcome:
-    """Leak count by tag and in total, secrets scan, then a clean server for the next run."""
+def _after(env: Env, run: Run, outcome: Outcome, terminal: bool = True) -> Outcome:
+    """Leak count by tag and in total, secrets scan (of the captured terminal output too unless
+    ``terminal`` is False), then a clean server for the next run."""
     tagged = tagged_leftovers(env.moto, run.run_id)
     total = all_leftovers(env.moto)
     outcome.leaks = sum(map(len, tagged.values())) + sum(map(len, total.values()))
@@ -291,7 +301,7 @@ def _after(env: Env, run: Run, outcome: Outcome) -> Outcome:
         outcome.detail += f"; LEFT tagged {tagged} all {total}"
     keys = run.keys_on_disk()
     outcome.extra["keys_on_disk"] = len(keys)
-    outcome.secrets = scan_secrets([run.results, run.out, run.err])
+    outcome.secrets += scan_secrets([run.results, *([run.out, run.err] if terminal else [])])
     if outcome.secrets:
         outcome.ok = False
         outcome.detail += "; secrets: " + ", ".join(s.replace(str(env.work) + "/", "") for s in outcome.secrets)
@@ -744,13 +754,19 @@ def summary(outcomes: list[Outcome], seconds: float) -> list[str]:
     lines = [
         (f"campaign: {len(outcomes)} runs in {seconds:.0f}s; {sum(not o.ok for o in outcomes)} missed a target "
         f"({sum(bool(o.known) for o in outcomes)} of them known findings)"),
-        f"kill: {len(kills)} runs; by phase {dict(by_phase)}; by signal {dict(by_sig)}",
-        "kill grid: " + ", ".join(f"{p}/{s}={n}" for (p, s), n in sorted(grid.items())),
-        (f"kill: left before reap after SIGKILL: {sum(o.extra.get('left_before_reap', 0) for o in kills)} resources;"
-        f" private keys left on disk: {sum(o.extra.get('keys_on_disk', 0) for o in kills)}"),
     ]
+    if kills:
+        lines += [
+            f"kill: {len(kills)} runs; by phase {dict(by_phase)}; by signal {dict(by_sig)}",
+            "kill grid: " + ", ".join(f"{p}/{s}={n}" for (p, s), n in sorted(grid.items())),
+            (f"kill: left before reap after SIGKILL: {sum(o.extra.get('left_before_reap', 0) for o in kills)} "
+             f"resources; private keys left on disk: {sum(o.extra.get('keys_on_disk', 0) for o in kills)}"),
+        ]
     for key in sorted({o.known for o in outcomes if o.known}):
         lines.append(f"known finding x{sum(o.known == key for o in outcomes)}: {KNOWN_FINDINGS[key]}")
+    from tests.faults import kinds
+
+    lines += kinds.summary(outcomes)
     for section in ("kill", "api", "ssh", "input"):
         some = [o for o in outcomes if o.section == section]
         if some:
@@ -760,11 +776,15 @@ def summary(outcomes: list[Outcome], seconds: float) -> list[str]:
     return lines
 
 
-def run_campaign(work: Path, *, runs: int, seed: int, sections: set[str], full_api: bool,
+def run_campaign(work: Path, *, runs: int, seed: int, sections: set[str], full_api: bool, rounds: int = 1,
                  report: Callable[[Outcome], None] = lambda o: print(o.line(), flush=True)) -> list[Outcome]:
+    from tests.faults import kinds
+
     rng = random.Random(seed)
     outcomes: list[Outcome] = []
     with environment(work) as env:
+        if sections & set(kinds.KINDS):
+            outcomes += kinds.run_kinds(env, sections & set(kinds.KINDS), rounds, rng, report)
         if "input" in sections:
             outcomes += bad_input_campaign(env, report)
         if "kill" in sections:
@@ -780,7 +800,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=50, help="kill-campaign runs (default 50)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: time; printed)")
-    parser.add_argument("--sections", default="kill,api,ssh,input", help="comma-separated subset")
+    parser.add_argument("--sections", default="kill,api,ssh,input,runid,disk,clock,hole,late,secrets",
+                        help="comma-separated subset")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds of each issue-16 kind (runid, disk, clock, hole, late, secrets; default 1)")
     parser.add_argument("--full-api", action="store_true", help="every API scenario (slow: real retry backoff)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep run directories here")
     args = parser.parse_args(argv)
@@ -789,12 +812,12 @@ def main(argv: list[str] | None = None) -> int:
     # test nothing. Restore the default so the children get it too.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     seed = args.seed if args.seed is not None else int(time.time())
-    print(f"seed {seed}; sections {args.sections}; kill runs {args.runs}", flush=True)
+    print(f"seed {seed}; sections {args.sections}; kill runs {args.runs}; rounds {args.rounds}", flush=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="perfci-faults-") as tmp:
         work = args.workdir or Path(tmp)
         outcomes = run_campaign(work, runs=args.runs, seed=seed, sections=set(args.sections.split(",")),
-                                full_api=args.full_api)
+                                full_api=args.full_api, rounds=args.rounds)
     for line in summary(outcomes, time.monotonic() - started):
         print(line)
     return 0 if all(o.ok for o in outcomes) else 1

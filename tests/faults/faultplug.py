@@ -22,8 +22,15 @@ Environment (all optional):
   first attempt of an operation, ``test-running`` when a test body starts.
 * ``PERFCI_FAULT_TEST_HOLD``: seconds each test body is held after ``test-running`` (default 0), so a
   signal can land "during a test" of a fast suite.
+* ``PERFCI_FAULT_TEST_HOLD_UNTIL``: a file; each test body waits (at most 120 s) until it exists, so a
+  campaign can act "during a test" for exactly as long as it needs (another run, a full disk).
+* ``PERFCI_FAULT_FINISH_HOLD_UNTIL``: a file; the xdist controller (or the only process), right after
+  its run loop ended (the last test ran; perfci's late-signal shield is up), writes the marker
+  ``runloop-done`` and waits (at most 60 s) until the file exists: the moment of a late signal.
 * ``PERFCI_TEST_SSH_READY_TIMEOUT`` / ``PERFCI_TEST_SSH_CONNECT_TIMEOUT``: the provider's SSH readiness
   deadline and connect timeout (defaults 600 s / 10 s are too long for a fault campaign).
+* ``PERFCI_TEST_TEARDOWN_DEADLINE`` / ``PERFCI_TEST_TEARDOWN_READ_TIMEOUT``: the provider's whole-teardown
+  deadline and its per-call read timeout (defaults 300 s / 15 s), for a black-holed endpoint.
 """
 
 from __future__ import annotations
@@ -140,6 +147,10 @@ def pytest_perfci_make_provider(settings: Any, config: pytest.Config) -> Any:
         provider.ssh_ready_timeout = float(os.environ["PERFCI_TEST_SSH_READY_TIMEOUT"])
     if os.environ.get("PERFCI_TEST_SSH_CONNECT_TIMEOUT"):
         provider.ssh_connect_timeout = float(os.environ["PERFCI_TEST_SSH_CONNECT_TIMEOUT"])
+    if os.environ.get("PERFCI_TEST_TEARDOWN_DEADLINE"):
+        provider.teardown_deadline = float(os.environ["PERFCI_TEST_TEARDOWN_DEADLINE"])
+    if os.environ.get("PERFCI_TEST_TEARDOWN_READ_TIMEOUT"):
+        provider.teardown_read_timeout = float(os.environ["PERFCI_TEST_TEARDOWN_READ_TIMEOUT"])
     provider.waiter_delay = 1  # moto's instances are running at once; keep the terminate waiter short
     original = provider._clients
 
@@ -154,10 +165,30 @@ def pytest_perfci_make_provider(settings: Any, config: pytest.Config) -> Any:
     return provider
 
 
+def _hold_until(path: str, limit: float) -> None:
+    deadline = time.monotonic() + limit
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Any:
     _mark("test-running")
     hold = float(os.environ.get("PERFCI_FAULT_TEST_HOLD") or 0)
     if hold:
         time.sleep(hold)
+    if os.environ.get("PERFCI_FAULT_TEST_HOLD_UNTIL"):
+        _hold_until(os.environ["PERFCI_FAULT_TEST_HOLD_UNTIL"], 120)
     yield
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> Any:
+    """Outermost, so this runs after perfci's own wrapper raised its late-signal shield."""
+    try:
+        return (yield)
+    finally:
+        until = os.environ.get("PERFCI_FAULT_FINISH_HOLD_UNTIL")
+        if until and not hasattr(session.config, "workerinput"):
+            _mark("runloop-done")
+            _hold_until(until, 60)

@@ -16,6 +16,7 @@ deletes what its own process recorded (the ledger lines' pid).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from pathlib import Path
@@ -29,6 +30,10 @@ CLAIMED_KINDS = ("instance", "key_pair", "security_group")
 
 class RunIdInUse(RuntimeError):
     """str() is one line naming the run id, who uses it, and what to do."""
+
+
+class RunLockUnwritable(RuntimeError):
+    """The lock file cannot be written (a full disk); str() is one line."""
 
 
 class RunLock:
@@ -54,10 +59,16 @@ class RunLock:
                 f"run id {self.run_id!r} is in use by {holder} (lock {self.path}); "
                 "pick another --perfci-run-id or wait for that run to finish"
             ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()}\n")
-        fh.flush()
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()}\n")
+            fh.flush()
+        except OSError as exc:  # a full disk: nothing is created yet, so say it and stop here
+            with contextlib.suppress(OSError):  # closing flushes the same unwritable buffer
+                fh.close()
+            raise RunLockUnwritable(f"cannot write the run lock {self.path} ({type(exc).__name__}: "
+                             f"{exc.strerror or exc}); free space in --perfci-results first") from None
         self._fh = fh
 
     def release(self) -> None:
