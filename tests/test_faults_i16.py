@@ -102,6 +102,19 @@ def test_full_disk_during_teardown_still_terminates_everything(tmp_path: Path, m
         assert p.ledger.outstanding("perfci-test-run") == []
 
 
+def test_full_disk_before_the_run_is_one_line_and_creates_nothing(tmp_path: Path, moto: MotoServer) -> None:
+    """The run lock is the first file a run writes: on a full disk it is a one-line error, not a traceback."""
+    with small_tmpfs(tmp_path / "disk") as disk:
+        fill(disk)
+        p = provider(tmp_path, moto, "m7i.large", settings={"results": disk})
+        with pytest.raises(RuntimeError) as info:
+            p.validate()
+        msg = str(info.value)
+        assert "\n" not in msg
+        assert msg.startswith(f"cannot write the run lock {disk}/.locks/perfci-test-run.lock (OSError: No space")
+        assert resources(moto) == NOTHING
+
+
 # -- 1. the same run id twice ---------------------------------------------------------------------------
 
 
@@ -366,3 +379,33 @@ def test_reap_expired_under_a_skewed_clock_judges_by_aws_time(moto: MotoServer, 
     world.assert_present(world.alive)
     world.assert_present(world.kept)
     world.assert_gone(world.expired)
+
+
+# -- 5. secrets in a failing test's captured output --------------------------------------------------------------
+
+LEAKY_TEST = """
+import sys
+
+SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+
+def test_leaky():
+    print("AKIAIOSFODNN7EXAMPLE " + SECRET)
+    sys.stderr.write("aws_secret_access_key=" + SECRET + "\\n")
+    raise AssertionError("aws_secret_access_key=" + SECRET)
+"""
+
+
+def test_captured_output_of_a_failing_test_is_scrubbed_in_terminal_and_junit(pytester: pytest.Pytester) -> None:
+    """pytest prints a failing test's captured output and failure text in the terminal (a CI job's log)
+    and in --junitxml: both are scrubbed at the report, before anyone reads it."""
+    pytester.makepyfile(test_leaky=LEAKY_TEST)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--perfci-results=results",
+                                           "--perfci-run-id=leaky", "--junitxml=junit.xml")
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == 1, out
+    assert "Captured stdout call" in out and "[REDACTED by perfci]" in out, out
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    assert secret not in out
+    junit = (pytester.path / "junit.xml").read_text()
+    assert "REDACTED" in junit and secret not in junit

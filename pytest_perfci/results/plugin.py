@@ -38,7 +38,7 @@ from pytest_perfci.results.model import (
     SampleVerdict,
     git_commit,
 )
-from pytest_perfci.results.scrub import scrub_bytes, scrub_text
+from pytest_perfci.results.scrub import scrub_bytes, scrub_text, scrub_text_count
 from pytest_perfci.results.states import concerning, message_code, not_run
 from pytest_perfci.stash import SESSION_KEY, SETTINGS_KEY, TARGET_PROPERTY
 
@@ -289,6 +289,30 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     if regressions:
         pytest.fail("\n".join(regressions), pytrace=False)
     return result
+
+
+@pytest.hookimpl(wrapper=True, trylast=True, specname="pytest_runtest_makereport")
+def pytest_runtest_makereport_scrub(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """Innermost: the report's captured output and failure text are scrubbed before anyone reads them:
+    pytest's terminal report (a CI job's public log), --junitxml, allure-pytest's attachments, xdist's
+    copy to the controller (found by the fault campaign's secrets kind, issue 16). The name starts
+    with pytest_ because pytest registers no other name, specname or not."""
+    report: pytest.TestReport = yield
+    redacted = 0
+    for i, (title, content) in enumerate(report.sections):
+        clean, n = scrub_text_count(content)
+        if n:
+            report.sections[i] = (title, clean)
+            redacted += n
+    if report.longrepr is not None:
+        clean, n = scrub_text_count(str(report.longrepr))
+        if n:  # only then: the structured repr (colours, sections) becomes its scrubbed text
+            report.longrepr = clean
+            redacted += n
+    state = item.config.stash.get(STATE_KEY, None)
+    if redacted and state is not None:
+        state.redactions[0] += redacted
+    return report
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: runs after allure-pytest filled in the result
