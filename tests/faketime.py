@@ -1,7 +1,9 @@
 """libfaketime (Debian's `faketime` package, installed by ./install.sh --dev) for a skewed clock in a
 child process: LD_PRELOAD shifts what gettimeofday/clock_gettime(CLOCK_REALTIME) return, so Python's
 time.time() and datetime.now() in that process are hours off while the moto server's Date header (its
-own process) stays true. CLOCK_MONOTONIC is left alone (DONT_FAKE_MONOTONIC) so timeouts still work.
+own process) stays true. CLOCK_MONOTONIC moves by the same constant offset, so intervals and timeouts
+are unchanged; leaving it alone (DONT_FAKE_MONOTONIC=1) breaks Python's sleeps under a negative offset
+(libfaketime 0.9.10 rewrites clock_nanosleep's absolute deadline: EINVAL in subprocess.run(timeout=)).
 """
 
 from __future__ import annotations
@@ -20,4 +22,4 @@ def skewed(offset: str) -> dict[str, str]:
     lib = library()
     if lib is None:
         raise RuntimeError("libfaketime is not installed (apt-get install faketime; ./install.sh --dev does it)")
-    return {"LD_PRELOAD": lib, "FAKETIME": offset, "DONT_FAKE_MONOTONIC": "1"}
+    return {"LD_PRELOAD": lib, "FAKETIME": offset, "DONT_FAKE_MONOTONIC": "0"}
