@@ -308,7 +308,11 @@ def pytest_sessionfinish_teardown(session: pytest.Session) -> None:
 
     alluredir = allure_mod.results_dir(session.config)
     if alluredir is not None and (props := lifecycle_properties(provider_session)):
-        allure_mod.append_environment(alluredir, props)
+        try:
+            allure_mod.append_environment(alluredir, props)
+        except OSError as exc:  # a full disk: one line, never a traceback after the teardown (issue 16)
+            sys.stderr.write(f"perfci: {alluredir / 'environment.properties'} not written "
+                             f"({type(exc).__name__}: {exc.strerror or exc})\n")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
