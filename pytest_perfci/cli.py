@@ -402,7 +402,7 @@ def _reap(args: argparse.Namespace) -> int:
             ec2 = None if region == LOCAL else client(session(region), "ec2", args.endpoint_url)
             ctx = Context(ec2, progress=progress, key_dir=Path(args.results) / ".keys", results=Path(args.results))
             now = None if ec2 is None else reaper_now(ec2, say=progress)  # AWS's, if this clock is off
-            only = local_kinds(ctx) if region == LOCAL and ledger is None else None
+            only = local_kinds(ctx, expired=args.expired) if region == LOCAL and ledger is None else None
             sel = engine.survey(ctx, run_id=args.run_id, expired=args.expired, ledger=ledger, now=now, kinds=only)
         except (RealEndpointRefused, NoCredentialsError, NoRegionError) as exc:
             return _reap_usage(f"region {region}: {exc}")
@@ -410,9 +410,6 @@ def _reap(args: argparse.Namespace) -> int:
             failures.append(f"region {region}: could not list resources: {exc}")
             print(f"perfci reap: {failures[-1]}", file=sys.stderr)
             continue
-        if only is not None and args.expired:
-            # A local resource without an expiry (a network namespace) is for --run-id, not a janitor's list.
-            sel.skipped = [o for o in sel.skipped if o.expires_at is not None]
         surveyed[region] = (ctx, sel, only)
         failures.extend(f"region {region}: could not list {kind} resources" for kind in sel.unlisted)
         found.extend(sel.chosen)

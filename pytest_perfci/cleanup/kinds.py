@@ -71,6 +71,7 @@ class ResourceKind:
     order: ClassVar[int]                  # lower runs first: clusters, instances, then what they use
     needs_gone: ClassVar[tuple[str, ...]] = ()  # kinds that must be fully gone before this one is tried
     local: ClassVar[bool] = False         # lives on this machine (twin guests): reaping needs no region
+    expires: ClassVar[bool] = False       # a local kind that carries perfci:expires-at (`perfci reap --expired`)
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -130,8 +131,9 @@ def ordered(names: Sequence[str], overrides: dict[str, ResourceKind] | None = No
     return sorted(set(names), key=order)
 
 
-def local_kinds(ctx: Context) -> dict[str, ResourceKind]:
+def local_kinds(ctx: Context, *, expired: bool = False) -> dict[str, ResourceKind]:
     """Kinds that live on this machine (twin guests), as the engine's ``kinds=``: what a survey of the
-    pseudo-region "local" describes when no ledger names the kinds (`perfci reap --run-id/--expired`)."""
+    pseudo-region "local" describes when no ledger names the kinds (`perfci reap --run-id/--expired`).
+    For --expired only those that carry an expiry (a network namespace has none: --run-id finds it)."""
     classes = {name: kind_class(name) for name in KINDS}
-    return {name: cls(ctx) for name, cls in classes.items() if cls.local}
+    return {name: cls(ctx) for name, cls in classes.items() if cls.local and (cls.expires or not expired)}

@@ -220,6 +220,7 @@ class QemuGuestKind(ResourceKind):
     name = RESOURCE
     order = 1
     local = True
+    expires = True  # the marker's @<expires-at>
 
     def _guests(self) -> list[Described]:
         if self.ctx.ec2 is not None:
