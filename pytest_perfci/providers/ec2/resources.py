@@ -244,7 +244,53 @@ class KeyPairKind(_EC2Kind):
                 self.ctx.progress(f"removed private key file {path}")
 
 
-class SecurityGroupKind(_EC2Kind):
+class _DeletedWhenFreeKind(_EC2Kind):
+    """A kind deleted one resource at a time once the run's instances are gone, retrying while AWS still
+    says it is in use (`in_use_code`) with the shared backoff, for up to ``ctx.dependency_timeout`` seconds
+    (or what is left of teardown's deadline). Security groups and placement groups both work this way."""
+
+    label = ""  # how progress lines name one resource
+    in_use_code = ""
+    waiting_for = "still in use"
+
+    def _delete_call(self, rid: str) -> Any:
+        raise NotImplementedError
+
+    def delete(self, orphans: list[Orphan]) -> list[Outcome]:
+        out = []
+        for o in orphans:
+            try:
+                status = self.delete_one(o.id)
+            except ClientError as exc:
+                out.append(self.outcome(o, "failed", f"{code(exc)}: {exc}"))
+                continue
+            if status == "deleted":
+                self.ctx.progress(f"deleted {self.label} {o.id}")
+            out.append(self.outcome(o, status, "" if status == "deleted" else "not found"))
+        return out
+
+    def delete_one(self, rid: str) -> str:
+        """'deleted' or 'already_gone'; "in use" retried until the budget; other errors raised."""
+
+        def in_use(exc: BaseException) -> bool:
+            return isinstance(exc, ClientError) and code(exc) == self.in_use_code
+
+        def waiting(_: BaseException, delay: float, _n: int) -> None:
+            self.ctx.progress(f"{self.label} {rid} {self.waiting_for}; retrying in {delay:.0f}s")
+
+        left = self.ctx.remaining()
+        within = self.ctx.dependency_timeout if left is None else min(self.ctx.dependency_timeout, left)
+        policy = backoff(in_use, first=2.0, cap=15.0, within=within, on_retry=waiting, sleep=self.ctx.sleep)
+        try:
+            policy(lambda: self._delete_call(rid))
+        except ClientError as exc:
+            if gone(exc):
+                return "already_gone"
+            raise
+        return "deleted"
+
+
+class SecurityGroupKind(_DeletedWhenFreeKind):
     """Security groups, by GroupId (or GroupName for an id that is not sg-...).
 
     Tried only once the run's instances are gone (a group in use cannot be deleted); AWS still
@@ -255,6 +301,8 @@ class SecurityGroupKind(_EC2Kind):
     name = "security_group"
     order = 30
     needs_gone = ("instance",)
+    label = "security group"
+    in_use_code = "DependencyViolation"
 
     def _list(self, filters: list[dict[str, Any]]) -> list[Described]:
         out = []
@@ -271,43 +319,13 @@ class SecurityGroupKind(_EC2Kind):
         groups = [i for i in ids if i.startswith("sg-")]
         return self._list([{"Name": "group-id", "Values": groups}]) if groups else []
 
-    def delete(self, orphans: list[Orphan]) -> list[Outcome]:
-        out = []
-        for o in orphans:
-            try:
-                status = self.delete_one(o.id)
-            except ClientError as exc:
-                out.append(self.outcome(o, "failed", f"{code(exc)}: {exc}"))
-                continue
-            if status == "deleted":
-                self.ctx.progress(f"deleted security group {o.id}")
-            out.append(self.outcome(o, status, "" if status == "deleted" else "not found"))
-        return out
-
-    def delete_one(self, group: str) -> str:
-        """'deleted' or 'already_gone'; DependencyViolation retried until the budget; other errors raised."""
-        kwargs = {"GroupId": group} if group.startswith("sg-") else {"GroupName": group}
-
-        def in_use(exc: BaseException) -> bool:
-            return isinstance(exc, ClientError) and code(exc) == "DependencyViolation"
-
-        def waiting(_: BaseException, delay: float, _n: int) -> None:
-            self.ctx.progress(f"security group {group} still in use; retrying in {delay:.0f}s")
-
-        left = self.ctx.remaining()
-        within = self.ctx.dependency_timeout if left is None else min(self.ctx.dependency_timeout, left)
-        policy = backoff(in_use, first=2.0, cap=15.0, within=within, on_retry=waiting,
-                         sleep=self.ctx.sleep)
-        try:
-            policy(lambda: self.ec2.delete_security_group(**kwargs))
-        except ClientError as exc:
-            if gone(exc):
-                return "already_gone"
-            raise
-        return "deleted"
+    def _delete_call(self, rid: str) -> Any:
+        # GroupName for an id that is not sg-... (intents written before the group id was known).
+        kwargs = {"GroupId": rid} if rid.startswith("sg-") else {"GroupName": rid}
+        return self.ec2.delete_security_group(**kwargs)
 
 
-class PlacementGroupKind(_EC2Kind):
+class PlacementGroupKind(_DeletedWhenFreeKind):
     """Cluster placement groups of client/server pairs (suites/net), by GroupName (what DeletePlacementGroup
     takes and the ledger records); the GroupId goes in the data.
 
@@ -318,6 +336,9 @@ class PlacementGroupKind(_EC2Kind):
     name = "placement_group"
     order = 25
     needs_gone = ("instance",)
+    label = "placement group"
+    in_use_code = "InvalidPlacementGroup.InUse"
+    waiting_for = "still holds instances"
 
     def _list(self, filters: list[dict[str, Any]]) -> list[Described]:
         resp = self.ec2.describe_placement_groups(Filters=filters)
@@ -330,33 +351,5 @@ class PlacementGroupKind(_EC2Kind):
     def describe_ids(self, ids: Sequence[str]) -> list[Described]:
         return self._list([{"Name": "group-name", "Values": list(ids)}]) if ids else []
 
-    def delete(self, orphans: list[Orphan]) -> list[Outcome]:
-        out = []
-        for o in orphans:
-            try:
-                status = self._delete_one(o.id)
-            except ClientError as exc:
-                out.append(self.outcome(o, "failed", f"{code(exc)}: {exc}"))
-                continue
-            if status == "deleted":
-                self.ctx.progress(f"deleted placement group {o.id}")
-            out.append(self.outcome(o, status, "" if status == "deleted" else "not found"))
-        return out
-
-    def _delete_one(self, name: str) -> str:
-        def in_use(exc: BaseException) -> bool:
-            return isinstance(exc, ClientError) and code(exc) == "InvalidPlacementGroup.InUse"
-
-        def waiting(_: BaseException, delay: float, _n: int) -> None:
-            self.ctx.progress(f"placement group {name} still holds instances; retrying in {delay:.0f}s")
-
-        left = self.ctx.remaining()
-        within = self.ctx.dependency_timeout if left is None else min(self.ctx.dependency_timeout, left)
-        policy = backoff(in_use, first=2.0, cap=15.0, within=within, on_retry=waiting, sleep=self.ctx.sleep)
-        try:
-            policy(self.ec2.delete_placement_group, GroupName=name)
-        except ClientError as exc:
-            if gone(exc):
-                return "already_gone"
-            raise
-        return "deleted"
+    def _delete_call(self, rid: str) -> Any:
+        return self.ec2.delete_placement_group(GroupName=rid)
