@@ -23,7 +23,7 @@ from pytest_perfci.prepare import steps as prepare_steps
 from pytest_perfci.prepare.needs import NeedError
 from pytest_perfci.progress import Board, live_terminal
 from pytest_perfci.providers.base import Pair, Provider, TargetUnavailable, WorkerInput
-from pytest_perfci.session import TeardownIncomplete
+from pytest_perfci.session import HOST_FIXTURE, TeardownIncomplete
 from pytest_perfci.settings import (
     Settings,
     SettingsError,
@@ -436,6 +436,9 @@ class Lifecycle:
         tracker = self.tracker
         if tracker is None:
             return
+        worker = _worker_id(report)
+        if worker is not None and report.when == "setup":
+            self._worker_moved(worker, tracker.uses.get(report.nodeid, frozenset()))
         if report.when == "call":
             tracker.ran(report.nodeid, report.duration)
         if report.when != "teardown":
@@ -446,10 +449,34 @@ class Lifecycle:
         for name in release:
             self.session.release(name, after=report.nodeid)
 
+    def _worker_moved(self, worker: str, uses: frozenset[str]) -> None:
+        """Controller: a worker set up a test of `uses`. A worker's fixtures on target X live in the worker
+        until its first test of another single target sets up (pytest then tears X's down, before that
+        setup report is sent) or the worker ends: until then the worker holds X and X's release waits."""
+        if len(uses) == 1:
+            for name in self.session.held_by(worker):
+                if name not in uses:
+                    self.session.unhold(name, worker)
+        for name in uses:
+            self.session.hold(name, worker)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """Controller: a worker ended (its session fixtures were torn down): it holds nothing any more."""
+        worker = getattr(getattr(node, "gateway", None), "id", None)
+        if worker is not None:
+            for name in self.session.held_by(worker):
+                self.session.unhold(name, worker)
+
     def _boot_s(self) -> float | None:
         boots = [life.acquired - life.requested for life in self.session.lives.values()
                  if life.acquired is not None and life.requested is not None]
         return sum(boots) / len(boots) if boots else None
+
+
+def _worker_id(report: pytest.TestReport) -> str | None:
+    """The xdist worker a report came from, at the controller (xdist sets `report.node`); else None."""
+    return getattr(getattr(getattr(report, "node", None), "gateway", None), "id", None)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -553,13 +580,22 @@ def perfci_provider(perfci_session: ProviderSession) -> Provider:
 
 
 @pytest.fixture(scope="session")
-def host(request: pytest.FixtureRequest, perfci_session: ProviderSession) -> Host:
-    """The target of this test id (one per target); brought up on first use and shared by the session."""
+def host(request: pytest.FixtureRequest, perfci_session: ProviderSession) -> Iterator[Host]:
+    """The target of this test id (one per target); brought up on first use and shared by the session.
+
+    It holds the target while it lives: pytest tears a parametrized session fixture down (dependents
+    first) only when the next target's first test sets up, and the target's early release waits for
+    that, so no fixture finalizer runs against a machine that is already gone."""
     name = getattr(request, "param", None) or perfci_session.targets[0].name
     try:
-        return perfci_session.host(name)
+        handle = perfci_session.host(name)
     except TargetUnavailable as exc:
         pytest.skip(f"target {name} unavailable: {exc}")
+    perfci_session.hold(name, HOST_FIXTURE)
+    try:
+        yield handle
+    finally:
+        perfci_session.unhold(name, HOST_FIXTURE)
 
 
 @pytest.fixture(scope="session")

@@ -59,6 +59,9 @@ class TargetLife:
         return max(0.0, self.released - self.requested)
 
 
+HOST_FIXTURE = "host fixture"  # the holder name of the `host` fixture (see ProviderSession.hold)
+
+
 class ProviderSession:
     def __init__(self, settings: Settings, provider: Provider, handles: dict[str, WorkerHandle] | None = None):
         self.settings = settings
@@ -77,6 +80,10 @@ class ProviderSession:
         self._background: ThreadPoolExecutor | None = None
         self._releases: dict[str, Future[None]] = {}
         self._prefetches: dict[str, Future[None]] = {}
+        # Who still holds a target (its `host` fixture here; an xdist worker, at the controller), and the
+        # releases that wait for them: a machine goes only after the fixtures built on it were torn down.
+        self._holders: dict[str, set[str]] = {}
+        self._pending: dict[str, str | None] = {}
         # Host preparation (set by the plugin): what collected tests need, how to prepare a host once
         # before its first test, and how to reset it after its last; what each preparation did.
         self.needs: tuple[str, ...] = ()
@@ -163,7 +170,7 @@ class ProviderSession:
     def _one_at_a_time(self, name: str) -> None:
         """Serial: before `name` comes up, every other target is released and its release finished."""
         for other in [n for n in list(self._hosts) if n != name and n not in self._released]:
-            self.release(other)
+            self.release(other, wait=True)  # serial's promise outranks a holder that is still around
         for future in list(self._releases.values()):
             with contextlib.suppress(Exception):
                 future.result()
@@ -187,14 +194,40 @@ class ProviderSession:
             self._background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="perfci-session")
         return self._background
 
+    def hold(self, name: str, holder: str) -> None:
+        """`holder` still uses `name` (fixtures built on it are alive): a release waits for its unhold."""
+        with self._lock:
+            self._holders.setdefault(name, set()).add(holder)
+
+    def unhold(self, name: str, holder: str) -> None:
+        """`holder` is done with `name`; a release that was waiting only for it happens now."""
+        with self._lock:
+            holders = self._holders.get(name, set())
+            holders.discard(holder)
+            if holders or name not in self._pending:
+                return
+            after = self._pending.pop(name)
+        self.release(name, after=after)
+
+    def held_by(self, holder: str) -> list[str]:
+        with self._lock:
+            return [name for name, holders in self._holders.items() if holder in holders]
+
     def release(self, name: str, *, after: str | None = None, wait: bool = False) -> None:
-        """Release one target now (its last test ran): its reset hook here, then the provider's release on
-        a background thread. Only where `releases_early`; once per target; close() waits for it."""
+        """Release one target (its last test ran): once nothing holds it (see `hold`), its reset hook
+        here, then the provider's release on a background thread. A pytest session-scoped fixture on a
+        parametrized target is torn down only when the next target's first test sets up, so releasing at
+        the last test's teardown would pull the machine from under its fixtures' finalizers (a probe's
+        `rm`, a user's log collection). Only where `releases_early`; once per target; close() waits."""
         if not self.releases_early or self.closed:
             return
         with self._lock:
             if name in self._released:
                 return
+            if self._holders.get(name) and not wait:
+                self._pending[name] = after
+                return
+            self._pending.pop(name, None)
             self._released.add(name)
             prefetch = self._prefetches.get(name)
         life = self.life(name)

@@ -146,15 +146,31 @@ FIRST = {first!r}
 LAST = {last!r}
 
 
-def first_state():
+def state_of(itype):
     ec2 = boto3.client("ec2")
     found = [i["State"]["Name"] for r in ec2.describe_instances(
-        Filters=[{{"Name": "instance-type", "Values": [FIRST]}}])["Reservations"] for i in r["Instances"]]
+        Filters=[{{"Name": "instance-type", "Values": [itype]}}])["Reservations"] for i in r["Instances"]]
     return found[0] if found else "none"
 
 
+def first_state():
+    return state_of(FIRST)
+
+
+@pytest.fixture(scope="session")
+def on_host(host):
+    """A user's session fixture on the target: its finalizer still needs the machine."""
+    yield host
+    deadline = time.monotonic() + {watch}
+    while time.monotonic() < deadline:
+        assert state_of(host.name) == "running", f"{{host.name}} went while its fixture was torn down"
+        time.sleep(0.1)
+    host.run("true")
+
+
 @pytest.mark.parametrize("i", range({tests}))
-def test_work(host, i):
+def test_work(on_host, i):
+    host = on_host
     host.run("true")
     time.sleep({sleep})
     if {wait_first} and host.name == LAST and i == {tests} - 1:
@@ -176,12 +192,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 
 
 def run(env: Env, tmp: Path, *args: str, types: tuple[str, ...] = TYPES, tests: int = 2, sleep: float = 0.2,
-        wait_first: bool = False, delay: float = 0.0) -> subprocess.CompletedProcess[str]:
+        wait_first: bool = False, delay: float = 0.0, watch: float = 0.0) -> subprocess.CompletedProcess[str]:
     env.reset()
     suite = tmp / "suite"
     suite.mkdir()
     (suite / "test_work.py").write_text(WORK.format(first=types[0], last=types[-1], tests=tests, sleep=sleep,
-                                                    wait_first=wait_first))
+                                                    wait_first=wait_first, watch=watch))
     results = tmp / "results"
     proc_env = {k: v for k, v in os.environ.items() if not k.startswith(("PERFCI_", "AWS_", "MOTO_"))}
     proc_env.update(env.moto.env())
@@ -259,6 +275,21 @@ def test_parallel_releases_a_target_before_the_last_test_ends(env: Env, tmp_path
     props = (alluredir / "environment.properties").read_text()
     assert f"{TYPES[0]}.released_after=test_work.py\\:\\:test_work[{TYPES[0]}-1]" in props, props
     assert f"{TYPES[0]}.instance_seconds=" in props and f"{TYPES[1]}.released=" in props
+    assert all(not v for v in all_leftovers(env.moto).values())
+
+
+@pytest.mark.parametrize("xdist", [[], ["-p", "xdist", "-n", "2"]], ids=["single", "xdist-2"])
+def test_release_waits_for_the_targets_fixtures_to_be_torn_down(env: Env, tmp_path: Path,
+                                                                 xdist: list[str]) -> None:
+    """pytest tears a target's session fixtures down only when the next target's first test sets up (or
+    the worker ends): each finalizer watches its instance for 1.5 s and then runs a command on it. An
+    early release at the last test's teardown terminated the instance under it (CI, 2026-12-04: EBADF
+    from a connection closed mid-command); now the release waits for the fixtures."""
+    proc = run(env, tmp_path, *xdist, "--perfci-run-id=sched-fixtures", types=TYPES[:2], watch=1.5)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "4 passed" in out and "error" not in out.lower(), out
+    assert f"{TYPES[0]}: requested " in out and "after its last test" in out, out
     assert all(not v for v in all_leftovers(env.moto).values())
 
 
