@@ -18,6 +18,7 @@ import pytest
 from pytest_perfci import markers
 from pytest_perfci import schedule as scheduling
 from pytest_perfci.cleanup import signals
+from pytest_perfci.handoff import HandoffClient
 from pytest_perfci.hosts.base import Host
 from pytest_perfci.prepare import steps as prepare_steps
 from pytest_perfci.prepare.needs import NeedError
@@ -110,7 +111,10 @@ def pytest_configure(config: pytest.Config) -> None:
             )
         if worker is not None and worker.resolution is not None:
             provider.adopt_resolution(worker.resolution)  # no catalogue call per worker
-        session = ProviderSession(settings, provider, worker.handles if worker is not None else None)
+        handles = None if worker is None else worker.handles if worker.handoff is None else {}
+        session = ProviderSession(settings, provider, handles)
+        if worker is not None and worker.handoff is not None:
+            session.handoff = HandoffClient(Path(worker.handoff))
         session.targets  # noqa: B018 - naming the targets validates the selection before anything is created
         if worker is None and (why := schedule_conflict(config, session)) is not None:
             raise pytest.UsageError(f"{settings.origin('schedule')}: {settings.schedule!r} {why}")
@@ -246,16 +250,37 @@ def pytest_perfci_host_address(instance: dict[str, Any]) -> str | None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    """xdist: hand every worker the run id and, for providers that share hosts, the hosts the
-    controller brought up once for all of them (one typed WorkerInput, as JSON)."""
+    """xdist: hand every worker the run id and, for providers that share hosts, where to ask the
+    controller for each target: it brings one up when a worker first needs it (handoff.py), not here,
+    before any worker has started (one typed WorkerInput, as JSON)."""
     session = node.config.stash[SESSION_KEY]
+    settings = node.config.stash[SETTINGS_KEY]
+    directory = (session.serve_handoff(Path(settings.results) / ".handoff" / settings.run_id)
+                 if session.shares_hosts else None)
     handoff = WorkerInput(
-        run_id=node.config.stash[SETTINGS_KEY].run_id,
+        run_id=settings.run_id,
         resolution=session.provider.export_resolution(),
-        handles=session.export_all() if session.shares_hosts else None,
+        handoff=str(directory) if directory is not None else None,
     )
     node.workerinput[WorkerInput.KEY] = handoff.model_dump_json()
-    _settle(node.config)  # the hosts are up; xdist writes next, so the live status block stays as it is
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist controller: with at least as many targets as workers, each worker takes whole targets
+    (xdist_scheduler.py); otherwise xdist's own choice."""
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None:
+        return None
+    from pytest_perfci.xdist_scheduler import TargetScheduling, by_target
+
+    names = [t.name for t in session.targets]
+    workers = int(config.getvalue("numprocesses") or 0) or len(config.getvalue("tx") or [])
+    if not by_target(config.getvalue("dist"), workers, names, session.releases_early):
+        return None
+    progress_printer(config)(f"perfci: xdist: one target per worker at a time ({len(names)} targets, "
+                             f"{workers} workers), so each machine is in use from its first test to its release")
+    return TargetScheduling(config, log, names)
 
 
 LATE_SHIELD_KEY = pytest.StashKey[contextlib.ExitStack]()

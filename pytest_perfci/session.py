@@ -24,9 +24,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from pytest_perfci.capabilities import detect
 from pytest_perfci.cleanup.signals import shielded
+from pytest_perfci.handoff import ControllerError, HandoffClient, HandoffServer
 from pytest_perfci.hosts.base import Host
 from pytest_perfci.keep import freeze, provider_region, reap_command
 from pytest_perfci.models.preparation import Preparation
@@ -84,6 +86,9 @@ class ProviderSession:
         # releases that wait for them: a machine goes only after the fixtures built on it were torn down.
         self._holders: dict[str, set[str]] = {}
         self._pending: dict[str, str | None] = {}
+        # xdist: the controller's watcher of workers' asks; a worker's way of asking (handoff.py)
+        self.handoff_server: HandoffServer | None = None
+        self.handoff: HandoffClient | None = None
         # Host preparation (set by the plugin): what collected tests need, how to prepare a host once
         # before its first test, and how to reset it after its last; what each preparation did.
         self.needs: tuple[str, ...] = ()
@@ -144,7 +149,7 @@ class ProviderSession:
                 raise TargetUnavailable(f"{name} was already released after what was its last test "
                                         "(a plugin ran its tests out of order)")
             target = self.target(name)
-            handle = (self.handles or {}).get(name)
+            handle = self._worker_handle(name)
             if handle is not None and handle.unavailable is not None:
                 raise TargetUnavailable(handle.unavailable)
             if handle is not None:
@@ -297,18 +302,52 @@ class ProviderSession:
         """Controller side: bring every target up once and describe how workers reach each."""
         with self._lock:
             if self._exported is None:
-                exported: dict[str, WorkerHandle] = {}
                 now = time.time()
                 for target in self.targets:
-                    life = self.life(target.name)
-                    life.requested = life.requested or now
-                    try:
-                        exported[target.name] = self.provider.export(target)
-                        life.acquired = time.time()
-                    except TargetUnavailable as exc:
-                        exported[target.name] = WorkerHandle(target=target.name, unavailable=str(exc))
-                self._exported = exported
+                    self.life(target.name).requested = self.life(target.name).requested or now
+                self._exported = {target.name: self.export_one(target.name) for target in self.targets}
             return self._exported
+
+    def export_one(self, name: str) -> WorkerHandle:
+        """Controller side: bring one target up and describe how a worker reaches it (or why it cannot)."""
+        life = self.life(name)
+        life.requested = life.requested or time.time()
+        try:
+            handle = self.provider.export(self.target(name))
+        except TargetUnavailable as exc:
+            return WorkerHandle(target=name, unavailable=str(exc))
+        life.acquired = life.acquired or time.time()
+        return handle
+
+    def asks_with(self, name: str) -> list[str]:
+        """The targets one ask for `name` brings up: all of them under parallel (as the first acquire does
+        without xdist), else just `name`."""
+        if self.schedule != "parallel":
+            return [name]
+        now = time.time()
+        names = [t.name for t in self.targets]
+        for other in names:
+            life = self.life(other)
+            life.requested = life.requested or now
+        return [name, *(n for n in names if n != name)]
+
+    def serve_handoff(self, directory: Path) -> Path:
+        """Controller side: hand targets to xdist workers as they ask (handoff.py), from now on."""
+        with self._lock:
+            if self.handoff_server is None:
+                self.handoff_server = HandoffServer(directory, self.export_one, self.asks_with)
+            return self.handoff_server.directory
+
+    def _worker_handle(self, name: str) -> WorkerHandle | None:
+        """Worker side: the controller's handle for `name`, asked for now if it was not handed over yet."""
+        if self.handles is None:
+            return None
+        handle = self.handles.get(name)
+        if handle is None and self.handoff is not None:
+            handle = self.handles[name] = self.handoff.handle(name)
+        if handle is not None and handle.error is not None:
+            raise ControllerError(f"the xdist controller could not bring {name} up: {handle.error}")
+        return handle
 
     def zone(self, name: str) -> str | None:
         """The availability zone of a target: from the controller's handle on a worker, else the provider."""
@@ -333,6 +372,8 @@ class ProviderSession:
         self.closed = True
         try:
             with shielded(self.settings.run_id):  # releases in flight finish before release_all starts
+                if self.handoff_server is not None:
+                    self.handoff_server.close()  # bring-ups in flight finish: release_all sees what they made
                 self.wait_releases()
         finally:
             if self._background is not None:

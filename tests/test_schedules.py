@@ -192,10 +192,13 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 
 
 def run(env: Env, tmp: Path, *args: str, types: tuple[str, ...] = TYPES, tests: int = 2, sleep: float = 0.2,
-        wait_first: bool = False, delay: float = 0.0, watch: float = 0.0) -> subprocess.CompletedProcess[str]:
+        wait_first: bool = False, delay: float = 0.0, watch: float = 0.0,
+        conftest: str = "") -> subprocess.CompletedProcess[str]:
     env.reset()
     suite = tmp / "suite"
     suite.mkdir()
+    if conftest:
+        (suite / "conftest.py").write_text(conftest)
     (suite / "test_work.py").write_text(WORK.format(first=types[0], last=types[-1], tests=tests, sleep=sleep,
                                                     wait_first=wait_first, watch=watch))
     results = tmp / "results"
@@ -300,6 +303,54 @@ def test_parallel_under_xdist_releases_on_the_controller(env: Env, tmp_path: Pat
     assert proc.returncode == 0, out
     assert "4 passed" in out and f"{TYPES[0]}: requested " in out and "after its last test" in out
     assert all(not v for v in all_leftovers(env.moto).values())
+
+
+WORKER_SEES = '''\
+import os
+from pathlib import Path
+
+import boto3
+
+
+def pytest_configure(config):
+    """Each xdist worker, as it starts: how many instances exist at the moto server already."""
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    if worker:
+        found = [i for r in boto3.client("ec2").describe_instances()["Reservations"] for i in r["Instances"]]
+        Path(os.environ["PERFCI_TEST_RESULTS"]).parent.joinpath(f"{worker}.saw").write_text(str(len(found)))
+'''
+
+
+def test_xdist_brings_targets_up_when_workers_ask_and_gives_each_worker_its_own(env: Env, tmp_path: Path) -> None:
+    """No instance exists while the workers start (the controller used to boot every target before any
+    worker existed, billing the workers' start-up on every machine); with as many targets as workers,
+    each worker runs one target's tests (xdist_scheduler.TargetScheduling)."""
+    proc = run(env, tmp_path, "-p", "xdist", "-n", "2", "-v", "--perfci-run-id=sched-ask", types=TYPES[:2], tests=3,
+               conftest=WORKER_SEES)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "6 passed" in out, out
+    assert sorted(p.read_text() for p in tmp_path.glob("gw*.saw")) == ["0", "0"], out
+    assert "perfci: xdist: one target per worker at a time (2 targets, 2 workers)" in out, out
+    ran: dict[str, set[str]] = {}
+    for line in out.splitlines():
+        if "PASSED" in line and line.startswith("[gw"):
+            worker = line[1:line.index("]")]
+            ran.setdefault(worker, set()).add(schedule.target_of_id(line.split()[-1], list(TYPES[:2])) or "?")
+    assert sorted(map(sorted, ran.values())) == [[TYPES[1]], [TYPES[0]]], out
+    assert not (tmp_path / "results" / ".handoff").exists() or not any((tmp_path / "results" / ".handoff").iterdir())
+    assert all(not v for v in all_leftovers(env.moto).values())
+
+
+def test_xdist_keeps_load_with_fewer_targets_than_workers() -> None:
+    from pytest_perfci.xdist_scheduler import by_target
+
+    assert by_target("load", 2, ["a", "b"], releases_early=True)
+    assert by_target("load", 2, ["a", "b", "c"], releases_early=True)
+    assert not by_target("load", 4, ["a", "b"], releases_early=True)  # two workers would have nothing
+    assert not by_target("loadfile", 2, ["a", "b"], releases_early=True)  # the user chose
+    assert not by_target("load", 2, ["a", "b"], releases_early=False)  # --perfci-keep, or local/inventory
+    assert not by_target("load", 1, ["a", "b"], releases_early=True)
 
 
 def test_pipeline_boots_the_next_target_while_the_current_one_runs(env: Env, tmp_path: Path) -> None:

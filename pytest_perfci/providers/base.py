@@ -93,6 +93,7 @@ class WorkerHandle(BaseModel):
 
     target: str
     unavailable: str | None = None  # the controller's TargetUnavailable reason; the worker skips
+    error: str | None = None  # the controller failed to bring it up (handoff): the worker's test errors
     address: str = ""
     port: int = 22
     user: str = ""
@@ -114,6 +115,7 @@ class WorkerInput(BaseModel):
     run_id: str
     resolution: Any = None  # Provider.export_resolution(); None when the provider has none
     handles: dict[str, WorkerHandle] | None = None  # set when the provider shares hosts
+    handoff: str | None = None  # or: the directory to ask the controller for each one in (handoff.py)
 
     KEY: ClassVar[str] = "perfci"
 
