@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import secrets
 import sys
+import threading
 from typing import Any
 
 from moto.core.responses import ActionResult, EmptyResult
@@ -116,6 +117,7 @@ def delete_placement_group(self: Any) -> ActionResult:
 
 
 _run_instances = InstanceResponse.run_instances
+_launch_lock = threading.Lock()
 
 
 def run_instances(self: Any) -> Any:
@@ -130,13 +132,17 @@ def run_instances(self: Any) -> Any:
         if group["Strategy"] == "cluster" and group["zone"] and zone and zone != group["zone"]:
             raise EC2ClientError("InvalidParameterCombination",
                                  f"Placement group {name} is in {group['zone']}; cannot launch into {zone}")
-    before = {i.id for i in self.ec2_backend.all_instances()}
-    result = _run_instances(self)
-    if group is not None:
-        for inst in self.ec2_backend.all_instances():
-            if inst.id not in before:
-                inst.placement.group_name = name
-                group["zone"] = group["zone"] or inst.placement.zone
+    # One launch at a time: the instances new after this one's launch are its own only if no other launch
+    # (the provider starts types on parallel threads) created some meanwhile. Without the lock a parallel
+    # type's instance joined this group, and the group's release saw it "in use" (InUse for ever).
+    with _launch_lock:
+        before = {i.id for i in self.ec2_backend.all_instances()}
+        result = _run_instances(self)
+        if group is not None:
+            for inst in self.ec2_backend.all_instances():
+                if inst.id not in before:
+                    inst.placement.group_name = name
+                    group["zone"] = group["zone"] or inst.placement.zone
     return result
 
 

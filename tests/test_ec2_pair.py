@@ -36,6 +36,12 @@ def test_pair(topology, host):
     run = os.environ["PERFCI_TEST_RUN_ID"]
     run_filter = [{"Name": "tag:perfci:run-id", "Values": [run]}]
     groups = ec2.describe_placement_groups(Filters=run_filter)["PlacementGroups"]
+    if host.name == os.environ.get("PERFCI_TEST_LAST_TYPE"):  # the types before it were released: wait
+        import time
+        deadline = time.monotonic() + 60
+        while len(groups) > 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            groups = ec2.describe_placement_groups(Filters=run_filter)["PlacementGroups"]
     live = [{"id": i["InstanceId"], "type": i["InstanceType"], "placement": i["Placement"],
              "private": i.get("PrivateIpAddress"), "tags": {t["Key"]: t["Value"] for t in i.get("Tags", [])}}
             for r in ec2.describe_instances(Filters=run_filter)["Reservations"] for i in r["Instances"]
@@ -73,7 +79,7 @@ def two_sshd(sshd_server: SshdServer, tmp_path: Path) -> Iterator[tuple[SshdServ
 
 
 def run_pair(moto: MotoServer, sshds: tuple[SshdServer, SshdServer], tmp_path: Path, run_id: str,
-             *args: str) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
+             *args: str, last_type: str = "") -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
     clients, servers = sshds
     test = tmp_path / "inner" / "test_pair_inner.py"
     test.parent.mkdir()
@@ -86,12 +92,17 @@ def run_pair(moto: MotoServer, sshds: tuple[SshdServer, SshdServer], tmp_path: P
                PERFCI_TEST_AUTHORIZED_KEYS=str(clients.workdir / "authorized_keys"),
                PERFCI_TEST_SERVER_SSHD_PORT=str(servers.port),
                PERFCI_TEST_SERVER_AUTHORIZED_KEYS=str(servers.workdir / "authorized_keys"),
-               PERFCI_TEST_PAIR_OUT=str(out), PERFCI_TEST_RUN_ID=run_id)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "tests.ec2_harness", str(test), "-rA",
-         f"--perfci-results={results}", "--perfci-ssh-user=root", f"--perfci-run-id={run_id}", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env=env, stdin=subprocess.DEVNULL, check=False,
-    )
+               PERFCI_TEST_PAIR_OUT=str(out), PERFCI_TEST_RUN_ID=run_id, PERFCI_TEST_LAST_TYPE=last_type)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "tests.ec2_harness", str(test), "-rA",
+             f"--perfci-results={results}", "--perfci-ssh-user=root", f"--perfci-run-id={run_id}", *args],
+            cwd=ROOT, capture_output=True, text=True, timeout=300, env=env, stdin=subprocess.DEVNULL, check=False,
+        )
+    except subprocess.TimeoutExpired as e:  # say where it stood
+        def text(b: bytes | str | None) -> str:
+            return b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
+        pytest.fail(f"the run did not end in {e.timeout:g}s:\n{text(e.stdout)[-4000:]}\n{text(e.stderr)[-4000:]}")
     found = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("pair.json.*"))]
     return proc, found
 
@@ -157,6 +168,20 @@ def test_pair_same_type_in_a_cluster_placement_group(moto: MotoServer, two_sshd:
     keys = tmp_path / "results" / ".keys"
     assert not list(keys.glob("*.known_hosts")) and not list(keys.glob("*.pem")), list(keys.iterdir())
     assert Ledger(tmp_path / "results" / "ledger.jsonl").outstanding() == []
+
+
+def test_a_released_targets_placement_group_goes_with_it(moto: MotoServer, two_sshd: tuple[SshdServer, SshdServer],
+                                                         tmp_path: Path) -> None:
+    """Early release takes the pair's cluster placement group too, after its two instances: while the last
+    type's test runs, only that type's group is left (before, every group waited for the session's end)."""
+    proc, seen = run_pair(moto, two_sshd, tmp_path, "pair-early", "--instance-type=m7i.large,c7g.large",
+                          last_type="c7g.large")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    by_target = {one["target"]: one for one in seen}
+    assert [g["GroupName"] for g in by_target["c7g.large"]["groups"]] == ["pair-early-c7g.large"], out
+    assert "release m7i.large: deleted placement group pair-early-m7i.large" in out, out
+    assert leftovers(moto) == NOTHING
 
 
 def test_pair_with_a_named_server_type_under_xdist(moto: MotoServer, two_sshd: tuple[SshdServer, SshdServer],

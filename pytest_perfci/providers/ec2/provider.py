@@ -316,8 +316,13 @@ class EC2Provider(Provider):
                   if e.run_id == self.run_id and e.kind == "intent" and e.resource == "instance" and e.token
                   and any(t.get("Key") == "Name" and t.get("Value") in names for t in e.data.get("tags") or [])}
 
+        # and the pair's cluster placement group (by name, its ledger token): empty once both instances are
+        # gone, so it goes in the same teardown, after them (the kinds' order), not at the session's end
+        group = self._groups.get(itype, ("", ""))[0]
+
         def mine(entry: Any) -> bool:
-            return bool(entry.resource == "instance" and entry.token in tokens)
+            return bool((entry.resource == "instance" and entry.token in tokens)
+                        or (group and entry.resource == "placement_group" and entry.token == group))
 
         if not any(mine(e) for e in self.ledger.outstanding(self.run_id, pid=os.getpid())):
             return None
