@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up pytest-perfci on a Debian/Ubuntu machine: the system tools the checks use (perf; with --dev
-# also OpenSSH server, qemu-system-arm, cpio, iperf3 and sockperf for the framework's own tests) and a virtualenv in .venv with the package.
+# also OpenSSH server, qemu-system-arm, qemu-system-x86, cpio, iperf3 and sockperf for the framework's own tests) and a virtualenv in .venv with the package.
 # Idempotent: a second run only re-checks. Needs root or passwordless sudo for the apt step; without
 # either it says what is missing and carries on (the PMC suite then reports "perf not installed").
 set -euo pipefail
@@ -35,8 +35,10 @@ if [ "$dev" = 1 ]; then
   command -v ssh-keygen >/dev/null || required+=(openssh-client)
   # headless browser for the `perfci report` page test (tests/test_report.py skips, saying so, without it)
   command -v chromium >/dev/null || optional+=(chromium)
-  # Target twins (tests/test_twins.py, --provider=qemu): the arm64 emulator; cpio for the image tests.
+  # Target twins (tests/test_twins.py, tests/test_twin_x86.py, --provider=qemu): the arm64 and x86_64
+  # emulators; cpio for the image tests.
   command -v qemu-system-aarch64 >/dev/null || required+=(qemu-system-arm)
+  command -v qemu-system-x86_64 >/dev/null || required+=(qemu-system-x86)
   command -v cpio >/dev/null || required+=(cpio)
   # libfaketime: a skewed clock in one child process (tests/faketime.py: clock-skew tests, fault campaign)
   command -v faketime >/dev/null || required+=(faketime)

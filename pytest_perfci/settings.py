@@ -188,7 +188,7 @@ class QemuSettings(_Section):
     """Target twins of ``--provider=qemu`` (providers/qemu.py, twins/). `Settings.qemu`."""
 
     machine: Annotated[tuple[str, ...], Opt(
-        "--qemu-machine", "target twin(s) for --provider=qemu: arm64-pmu (default), arm64-partial, arm64-noperf; "
+        "--qemu-machine", "target twin(s) for --provider=qemu: arm64-pmu (default), arm64-partial, arm64-noperf, x86_64; "
         "repeatable",
         "NAME[,NAME]")] = ()
     port: Annotated[int | None, Field(ge=1024, le=65535), Opt(

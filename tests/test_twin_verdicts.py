@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,38 @@ def test_more_specific_entry_overrides_tolerance() -> None:
     assert exp.tolerance_for("arm64-partial", "cycles") == (0.5, "broad")
     assert exp.tolerance_for("arm64-partial", "instructions") is None
     assert exp.cpi_for("arm64-partial") is None and exp.cpi_for("arm64-pmu") == (1.0, "exact")
+
+
+def test_x86_64_twin_is_a_vm_without_a_pmu(samples: Path, expectations: Expectations) -> None:
+    """The x86_64 twin (TCG, no PMU) recorded: every core event is "no PMU", by both readers, and the
+    expectation says so with the kernel's own line as its evidence."""
+    facts = (samples / "twins/x86_64/facts.txt").read_text().splitlines()
+    kernel_line = next(ln for ln in facts if "Performance Events:" in ln).split("] ", 1)[1]
+    assert kernel_line == "Performance Events: PMU not available due to virtualization, using software events only."
+    devices = tuple(ln for ln in facts if re.fullmatch(r"[a-z_]+", ln))
+    ctx = PmcContext(core_pmu=False, perf_event_paranoid=3, is_root=True, pmu_devices=devices)
+    assert "cpu" not in devices and "software" in devices
+    expected = expectations.for_target("x86_64")
+    assert kernel_line in expected["pmu"][1]
+    verdicts = []
+    for rel, events in (("perf-stat-core.csv", ("cycles", "instructions")),
+                        ("perf-stat-misses.csv", ("branch-misses", "cache-misses"))):
+        stat = _stat(samples, f"x86_64/{rel}")
+        for event in events:
+            verdict = judge_counter(stat.get(event), event, ctx)
+            assert verdict.reason is Reason.NO_PMU, verdict.line()
+            assert decide(event, verdict.finding, verdict.detail, expected[event]).action == "pass"
+            verdicts.append(verdict)
+    unexpected = decide("cycles", verdicts[0].finding, verdicts[0].detail, None)  # a target with no entry
+    assert unexpected.action == "xfail" and unexpected.message == (
+        "cycles: unavailable and no expectation for this target: /sys/bus/event_source/devices has no cpu PMU "
+        "(only breakpoint, kprobe, msr, software, tracepoint, uprobe); a VM without a virtual PMU logs "
+        "'Performance Events: PMU not available due to virtualization' in dmesg")
+    probe = parse_probe_output((samples / "twins/x86_64/probe-core.json").read_text())
+    by_probe = judge_errno("instructions", probe.first_errno("instructions") or 0, ctx)
+    assert by_probe.reason is Reason.NO_PMU and by_probe.detail.startswith("perf_event_open failed with ENOENT (2); ")
+    pmu = judge_pmu(verdicts)
+    assert pmu.reason is Reason.NO_PMU
+    assert decide("pmu", pmu.finding, pmu.detail, expected["pmu"]).action == "pass"
+    # The arm64-pmu twin's expectation would fail the same recording: the entry is what makes it pass.
+    assert decide("pmu", pmu.finding, pmu.detail, expectations.for_target("arm64-pmu")["pmu"]).action == "fail"

@@ -1,6 +1,6 @@
 """The `qemu` provider: target twins booted on this machine, nothing in any cloud.
 
-`--provider=qemu --qemu-machine arm64-pmu --qemu-machine arm64-partial` names one target per machine;
+`--provider=qemu --qemu-machine arm64-pmu --qemu-machine x86_64` names one target per machine (twins/machines.py);
 the first host asked for builds the images (cached) and boots every guest at once, each reachable as
 an SSHHost on 127.0.0.1 with a host key known before boot. release_all powers them off.
 

@@ -51,9 +51,11 @@ KERNEL = "linux-image-{arch}"
 NOT_UNPACKED = frozenset({"perl", "perl-modules-5.36", "dpkg", "debconf", "adduser", "passwd", "tar", "media-types",
                           "readline-common", "libpython3-stdlib", "python3", "python3-minimal"})
 # Modules the guest loads for its NIC; everything else of the kernel package stays out of the image.
-# In load order; "?" marks modules that are built in on some kernels (the virtio core and PCI transport, which an
-# x86 q35 twin would need; an amd64 image builds, but its NIC did not come up yet: no x86_64 machine for now).
-NET_MODULES = ("?drivers/virtio/virtio.ko", "?drivers/virtio/virtio_ring.ko", "drivers/virtio/virtio_mmio.ko",
+# In load order (busybox insmod resolves no dependencies: a module whose `depends=` is not loaded yet fails);
+# "?" marks modules that are built in on some kernels: arm64's 6.1 builds the virtio core (virtio, virtio_ring)
+# in, amd64's ships both as modules, and virtio depends on virtio_ring, so virtio_ring goes first. _populate
+# checks the order against each module's depends= and the kernel's modules.builtin at build time.
+NET_MODULES = ("?drivers/virtio/virtio_ring.ko", "?drivers/virtio/virtio.ko", "drivers/virtio/virtio_mmio.ko",
                "?drivers/virtio/virtio_pci_legacy_dev.ko",
                "?drivers/virtio/virtio_pci_modern_dev.ko", "?drivers/virtio/virtio_pci.ko", "net/core/failover.ko",
                "drivers/net/net_failover.ko", "drivers/net/virtio_net.ko")
@@ -78,7 +80,7 @@ INIT = r"""#!/bin/busybox sh
 /bin/busybox mount -t devpts devpts /dev/pts
 /bin/busybox mount -t tmpfs tmpfs /tmp
 export PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME=/root
-for m in $(cat /lib/modules-min/order); do insmod /lib/modules-min/$m.ko 2>/dev/null; done
+for m in $(cat /lib/modules-min/order); do insmod /lib/modules-min/$m.ko || echo "perfci-twin: insmod $m failed"; done
 hostname "$(cat /etc/hostname)"
 ip link set lo up
 ip link set eth0 up
@@ -183,6 +185,34 @@ def parse_simulation(text: str) -> dict[str, str]:
         if m:
             found[m.group(1).split(":")[0]] = m.group(2)
     return found
+
+
+_DEPENDS = re.compile(rb"(?:^|\0)depends=([^\0]*)\0")
+
+
+def module_depends(ko: bytes) -> tuple[str, ...]:
+    """The modules a .ko needs loaded first: its .modinfo `depends=` (modpost writes one into every module)."""
+    m = _DEPENDS.search(ko)
+    return tuple(d for d in m.group(1).decode().split(",") if d) if m else ()
+
+
+def builtin_modules(text: str) -> frozenset[str]:
+    """Module names a kernel has built in, from its modules.builtin ("kernel/drivers/virtio/virtio.ko" lines)."""
+    return frozenset(Path(line.strip()).stem.replace("-", "_") for line in text.splitlines() if line.strip())
+
+
+def load_order_error(order: list[tuple[str, tuple[str, ...]]], builtin: frozenset[str]) -> str | None:
+    """Why loading `order` ([(module, its depends)]) one insmod after another would fail, or None.
+
+    busybox insmod loads no dependencies, and the init script cannot tell a missing NIC from a slow one:
+    a module that needs one neither built in nor loaded before it is refused here, at build time."""
+    loaded: set[str] = set()
+    for name, depends in order:
+        missing = [d for d in depends if d not in loaded and d not in builtin]
+        if missing:
+            return f"module {name} needs {', '.join(missing)}, neither built in nor loaded before it"
+        loaded.add(name)
+    return None
 
 
 class AptRoot:
@@ -410,7 +440,7 @@ class ImageBuilder:
             shutil.rmtree(root / rel, ignore_errors=True)
         mods = root / "lib" / "modules-min"
         mods.mkdir(parents=True)
-        order = []
+        order: list[tuple[str, tuple[str, ...]]] = []
         for spec in NET_MODULES:
             rel = spec.removeprefix("?")
             src = modules / rel
@@ -419,8 +449,13 @@ class ImageBuilder:
                     continue  # built in, or not this architecture's transport
                 raise ImageBuildError(f"{kernel_pkg}={packages[kernel_pkg]} lacks module {rel}")
             shutil.copy2(src, mods / Path(rel).name)
-            order.append(Path(rel).stem)
-        (mods / "order").write_text(" ".join(order) + "\n")
+            order.append((Path(rel).stem, module_depends(src.read_bytes())))
+        builtin_list = modules.parent / "modules.builtin"
+        builtin = builtin_modules(builtin_list.read_text()) if builtin_list.exists() else frozenset()
+        wrong = load_order_error(order, builtin)
+        if wrong:
+            raise ImageBuildError(f"{kernel_pkg}={packages[kernel_pkg]}: NET_MODULES out of order: {wrong}")
+        (mods / "order").write_text(" ".join(name for name, _ in order) + "\n")
         for d in ("root/.ssh", "etc/dropbear", "etc/ssh", "proc", "sys", "dev", "tmp", "run", "usr/local/bin"):
             (root / d).mkdir(parents=True, exist_ok=True)
         (root / "root").chmod(0o700)
