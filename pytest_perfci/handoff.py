@@ -18,6 +18,7 @@ handle with `error`, so the worker's test fails with the controller's words inst
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import sys
@@ -27,6 +28,7 @@ import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from pytest_perfci.providers.base import WorkerHandle
 
@@ -47,6 +49,14 @@ def _unstem(stem: str) -> str:
     return urllib.parse.unquote(stem)
 
 
+def _read_ask(path: Path) -> dict[str, Any]:
+    try:
+        ask = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+    return ask if isinstance(ask, dict) else {}
+
+
 class HandoffServer:
     """Controller: watches for wanted targets and writes their handles as each comes up.
 
@@ -54,10 +64,13 @@ class HandoffServer:
     says which targets one ask starts (all of them under parallel)."""
 
     def __init__(self, directory: Path, export: Callable[[str], WorkerHandle],
-                 names_for: Callable[[str], list[str]]) -> None:
+                 names_for: Callable[[str], list[str]],
+                 declare: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.directory = directory
         self._export = export
         self._names_for = names_for
+        self._declare = declare
+        self._declared = False
         self._started: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -72,13 +85,22 @@ class HandoffServer:
             with contextlib.suppress(OSError):
                 for entry in os.scandir(self.directory):
                     if entry.name.endswith(".want"):
-                        self.want(_unstem(entry.name[: -len(".want")]))
+                        self.want(_unstem(entry.name[: -len(".want")]), _read_ask(Path(entry.path)))
 
-    def want(self, name: str) -> None:
-        """A worker asked for `name` (also callable directly): start it, and what starts with it."""
+    def want(self, name: str, ask: dict[str, Any] | None = None) -> None:
+        """A worker asked for `name` (also callable directly): start it, and what starts with it. The first
+        ask also tells what the workers collected (`declare`: needs, pairs), before anything boots: the
+        controller collects nothing, and EC2 puts needs in the user data and pairs in placement groups."""
         with self._lock:
             if self._stop.is_set():
                 return
+            if not self._declared and ask is not None:
+                self._declared = True
+                if self._declare is not None:
+                    try:
+                        self._declare(ask)
+                    except Exception as exc:  # noqa: BLE001 - hosts still come up, only unprepared/unpaired
+                        sys.stderr.write(f"perfci: what the xdist workers collected was not declared: {exc}\n")
             for each in self._names_for(name):
                 if each not in self._started:
                     self._started[each] = self._pool.submit(self._bring_up, each)
@@ -116,11 +138,15 @@ class HandoffClient:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def handle(self, name: str, *, wait_s: float = WAIT_S) -> WorkerHandle:
+    def handle(self, name: str, *, ask: dict[str, Any] | None = None, wait_s: float = WAIT_S) -> WorkerHandle:
+        """The controller's handle for `name`, asked for (with `ask`: what this worker collected) unless
+        another worker already did."""
         final = self.directory / f"{_stem(name)}.json"
-        if not final.exists():
-            with contextlib.suppress(FileExistsError):
-                (self.directory / f"{_stem(name)}.want").touch(exist_ok=False)
+        want = self.directory / f"{_stem(name)}.want"
+        if not final.exists() and not want.exists():
+            tmp = want.with_name(f"{want.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(ask or {}))
+            os.replace(tmp, want)  # whole, never half-written, when the watcher reads it
         deadline = time.monotonic() + wait_s
         while not final.exists():
             if time.monotonic() > deadline:

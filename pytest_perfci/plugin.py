@@ -514,6 +514,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         session.needs = needs
         session.provider.declare_needs(needs)  # before any host exists: EC2 installs at boot
         if any("topology" in getattr(item, "fixturenames", ()) for item in items):
+            session.pairs_used = True  # an xdist worker tells the controller (handoff.py)
             session.provider.declare_pairs()  # before any host exists: EC2 places client and server together
     known: Collection[str] | None = None
     catalogue_read = False

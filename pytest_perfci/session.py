@@ -25,6 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pytest_perfci.capabilities import detect
 from pytest_perfci.cleanup.signals import shielded
@@ -92,6 +93,7 @@ class ProviderSession:
         # Host preparation (set by the plugin): what collected tests need, how to prepare a host once
         # before its first test, and how to reset it after its last; what each preparation did.
         self.needs: tuple[str, ...] = ()
+        self.pairs_used = False  # collected tests use the `topology` fixture
         self.on_prepare: Callable[[Host], Preparation] | None = None
         self.on_last: Callable[[Host], None] | None = None
         self.preparations: dict[str, Preparation] = {}
@@ -335,8 +337,18 @@ class ProviderSession:
         """Controller side: hand targets to xdist workers as they ask (handoff.py), from now on."""
         with self._lock:
             if self.handoff_server is None:
-                self.handoff_server = HandoffServer(directory, self.export_one, self.asks_with)
+                self.handoff_server = HandoffServer(directory, self.export_one, self.asks_with, self._workers_collected)
             return self.handoff_server.directory
+
+    def _workers_collected(self, ask: dict[str, Any]) -> None:
+        """Controller side: what the first asking worker collected, declared before anything boots (the
+        controller collects nothing itself): the needs go into EC2 user data, pairs into placement groups."""
+        needs = tuple(str(n) for n in ask.get("needs") or ())
+        if needs:
+            self.needs = needs
+            self.provider.declare_needs(needs)
+        if ask.get("pairs"):
+            self.provider.declare_pairs()
 
     def _worker_handle(self, name: str) -> WorkerHandle | None:
         """Worker side: the controller's handle for `name`, asked for now if it was not handed over yet."""
@@ -344,7 +356,8 @@ class ProviderSession:
             return None
         handle = self.handles.get(name)
         if handle is None and self.handoff is not None:
-            handle = self.handles[name] = self.handoff.handle(name)
+            handle = self.handles[name] = self.handoff.handle(
+                name, ask={"needs": list(self.needs), "pairs": self.pairs_used})
         if handle is not None and handle.error is not None:
             raise ControllerError(f"the xdist controller could not bring {name} up: {handle.error}")
         return handle

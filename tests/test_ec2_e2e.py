@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -10,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from pytest_perfci.prepare.script import boot_snippet
+from pytest_perfci.providers.ec2.userdata import STATE_DIR
 from tests.moto_server import MotoServer
 from tests.sshd import SshdServer
 
@@ -74,6 +77,11 @@ def test_two_types_provisioned_checked_over_ssh_and_destroyed(
         tags = {t["Key"]: t["Value"] for t in inst["Tags"]}
         assert tags["perfci:run-id"] == "e2e-run" and "perfci:expires-at" in tags and tags["perfci:owner"]
         assert inst["MetadataOptions"]["HttpTokens"] == "required"
+        # the suite's perfci_needs("perf") went into the user data, also under xdist, where the controller
+        # collects nothing and hears the needs from the first worker's ask (handoff.py)
+        user_data = base64.b64decode(moto.client("ec2").describe_instance_attribute(
+            InstanceId=inst["InstanceId"], Attribute="userData")["UserData"]["Value"]).decode()
+        assert user_data.endswith(boot_snippet(["perf"], STATE_DIR)), user_data[-600:]
     assert leftovers(moto) == NOTHING
     assert not list((results / ".keys").glob("*.pem")), "private key left on disk"
     assert "perfci: " in proc.stdout  # progress lines reached the terminal

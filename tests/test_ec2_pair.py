@@ -198,6 +198,18 @@ def test_pair_with_a_named_server_type_under_xdist(moto: MotoServer, two_sshd: t
     assert leftovers(moto) == NOTHING
 
 
+def test_pair_under_xdist_without_naming_a_server_type(moto: MotoServer, two_sshd: tuple[SshdServer, SshdServer],
+                                                        tmp_path: Path) -> None:
+    """The controller collects nothing: the worker's ask for its target says that tests use `topology`,
+    before anything boots, so the pair is launched without --perfci-server-type."""
+    proc, seen = run_pair(moto, two_sshd, tmp_path, "pair-xdist-ask", "--instance-type=m7i.large", "-n", "1")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    (one,) = seen
+    check_at_moto(one, "pair-xdist-ask", "m7i.large", "m7i.large", two_sshd)
+    assert leftovers(moto) == NOTHING
+
+
 def test_unknown_server_type_is_one_line_before_any_create(moto: MotoServer, two_sshd: tuple[SshdServer, SshdServer],
                                                            tmp_path: Path) -> None:
     proc, seen = run_pair(moto, two_sshd, tmp_path, "pair-bad", "--instance-type=m7i.large",

@@ -74,6 +74,7 @@ def test_a_failed_bring_up_reaches_the_worker_as_the_controllers_first_line(tmp_
         assert handle.error == "RuntimeError: m7i.large: InsufficientInstanceCapacity"
         session = ProviderSession.__new__(ProviderSession)  # only _worker_handle's state
         session.handles, session.handoff = {}, HandoffClient(server.directory)
+        session.needs, session.pairs_used = (), False
         with pytest.raises(ControllerError, match="could not bring m7i.large up: RuntimeError: m7i.large: Insuff"):
             session._worker_handle("m7i.large")
     finally:
@@ -117,3 +118,23 @@ def test_close_does_not_wait_out_a_bring_up_and_takes_no_new_asks(tmp_path: Path
     go.set()
     server.want("b")
     assert calls == ["a"] and not (tmp_path / "h").exists()
+
+
+def test_the_first_ask_declares_what_the_workers_collected_before_anything_boots(tmp_path: Path) -> None:
+    """The controller collects nothing: the worker's ask carries its needs and whether tests use
+    `topology`; they are declared once, before the first bring-up starts (EC2 writes them into user data)."""
+    events: list[str] = []
+
+    def export(name: str) -> WorkerHandle:
+        events.append(f"export {name}")
+        return WorkerHandle(target=name)
+
+    server = HandoffServer(tmp_path / "h", export, lambda name: [name],
+                           lambda ask: events.append(f"declare {sorted(ask.get('needs', []))} {ask.get('pairs')}"))
+    try:
+        client = HandoffClient(server.directory)
+        client.handle("a", ask={"needs": ["perf", "iperf3"], "pairs": True}, wait_s=10)
+        client.handle("b", ask={"needs": ["other"], "pairs": False}, wait_s=10)
+    finally:
+        server.close()
+    assert events == ["declare ['iperf3', 'perf'] True", "export a", "export b"]

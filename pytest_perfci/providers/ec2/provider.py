@@ -374,8 +374,8 @@ class EC2Provider(Provider):
 
     @property
     def pairs_wanted(self) -> bool:
-        """Servers are launched beside the targets: tests use `topology`, or --perfci-server-type says so
-        (under xdist the controller does not collect, so only the option tells it)."""
+        """Servers are launched beside the targets: tests use `topology` (under xdist the controller hears it
+        from the first worker's ask, handoff.py), or --perfci-server-type says so."""
         return self._pairs_declared or self.settings.server_type is not None
 
     def declare_pairs(self) -> None:
