@@ -120,6 +120,7 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"{settings.origin('schedule')}: {settings.schedule!r} {why}")
         if worker is None:
             provider.validate()  # API-side checks (types exist, AMI arch, credentials): still nothing created
+            session.name_reap()  # a signal's line names the run's whole reap command, in every phase
     except (ValueError, RuntimeError) as exc:
         # Bad selection, unknown type, AMI/arch mismatch, no credentials: one line, nothing created.
         raise pytest.UsageError(f"perfci: {exc}" if not str(exc).startswith(("perfci", "-")) else str(exc)) from None

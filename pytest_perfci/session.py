@@ -24,11 +24,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from pytest_perfci.capabilities import detect
-from pytest_perfci.cleanup.signals import shielded
+from pytest_perfci.cleanup.signals import name_reap, shielded
 from pytest_perfci.handoff import ControllerError, HandoffClient, HandoffServer
 from pytest_perfci.hosts.base import Host
 from pytest_perfci.keep import freeze, provider_region, reap_command
@@ -97,6 +98,19 @@ class ProviderSession:
         self.on_prepare: Callable[[Host], Preparation] | None = None
         self.on_last: Callable[[Host], None] | None = None
         self.preparations: dict[str, Preparation] = {}
+
+    @cached_property
+    def _reap(self) -> str | None:
+        """The run's whole reap command (region, endpoint, results) where this process creates resources."""
+        if not self.provider.creates_resources or self.is_worker or self.settings.keep:
+            return None
+        return reap_command(self.settings, provider_region(self.provider))
+
+    def name_reap(self) -> None:
+        """From now on every shield line of this run names its whole reap command, whichever phase of the
+        run's end a signal lands in (the late shield after the last test, an early release, the teardown)."""
+        if self._reap is not None:
+            name_reap(self.settings.run_id, self._reap)
 
     @property
     def is_worker(self) -> bool:
@@ -383,10 +397,11 @@ class ProviderSession:
         if self.closed:
             return
         self.closed = True
+        reap = self._reap
         try:
-            with shielded(self.settings.run_id):  # releases in flight finish before release_all starts
+            with shielded(self.settings.run_id, reap=reap):  # releases in flight finish before release_all
                 if self.handoff_server is not None:
-                    self.handoff_server.close()  # bring-ups in flight finish: release_all sees what they made
+                    self.handoff_server.close()  # no new bring-ups; release_all stops those in flight
                 self.wait_releases()
         finally:
             if self._background is not None:
@@ -403,8 +418,6 @@ class ProviderSession:
         elif self.settings.keep:
             freeze(self.provider)  # nothing torn down; the heartbeat stops, so the self-destruct still fires
         else:
-            reap = reap_command(self.settings, provider_region(self.provider)) \
-                if self.provider.creates_resources else None
             try:
                 with shielded(self.settings.run_id, reap=reap):
                     self.provider.release_all()

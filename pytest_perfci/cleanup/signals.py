@@ -51,6 +51,13 @@ def received() -> list[int]:
     return list(_received)
 
 
+def name_reap(run_id: str, reap: str) -> None:
+    """The run's whole reap command (region, endpoint, results), for every shield line of the run from now
+    on: a signal may land in any phase of the end of a run, and each line should name the same command."""
+    with _lock:
+        _reap_commands[run_id] = reap
+
+
 def message(run_id: str) -> str:
     reap = _reap_commands.get(run_id) or f"perfci reap --run-id {run_id} --yes"
     return f"perfci: teardown in progress (run {run_id}); send SIGKILL to abandon it — then run `{reap}`\n"
