@@ -81,10 +81,12 @@ class HandoffServer:
         self._thread.start()
 
     def _watch(self) -> None:
+        seen: set[str] = set()  # each ask is read once, not again at every poll
         while not self._stop.wait(POLL_S):
             with contextlib.suppress(OSError):
                 for entry in os.scandir(self.directory):
-                    if entry.name.endswith(".want"):
+                    if entry.name.endswith(".want") and entry.name not in seen:
+                        seen.add(entry.name)
                         self.want(_unstem(entry.name[: -len(".want")]), _read_ask(Path(entry.path)))
 
     def want(self, name: str, ask: dict[str, Any] | None = None) -> None:

@@ -489,7 +489,7 @@ class Lifecycle:
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         """Controller: a worker ended (its session fixtures were torn down): it holds nothing any more."""
-        worker = getattr(getattr(node, "gateway", None), "id", None)
+        worker = _node_id(node)
         if worker is not None:
             for name in self.session.held_by(worker):
                 self.session.unhold(name, worker)
@@ -500,9 +500,14 @@ class Lifecycle:
         return sum(boots) / len(boots) if boots else None
 
 
+def _node_id(node: Any) -> str | None:
+    """An xdist worker's id (gw0...) from its WorkerController; None for anything else."""
+    return getattr(getattr(node, "gateway", None), "id", None)
+
+
 def _worker_id(report: pytest.TestReport) -> str | None:
     """The xdist worker a report came from, at the controller (xdist sets `report.node`); else None."""
-    return getattr(getattr(getattr(report, "node", None), "gateway", None), "id", None)
+    return _node_id(getattr(report, "node", None))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
